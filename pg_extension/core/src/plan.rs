@@ -1,0 +1,304 @@
+//! The erasure plan of one subject kind: how the subject's root rows are found and locked, which
+//! rows of every other table belong to the subject (an SQL predicate over indexed foreign keys),
+//! and the children-before-parents order the steps run in. The SQL text of every statement is
+//! built here, once per data map and kind; the extension prepares each once per backend.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use crate::datamap::{qualified, DataMap, LinkMode};
+use crate::error::CoreError;
+use crate::sql::{quote_ident, quote_table};
+use crate::subject::SubjectKind;
+
+/// Finds and locks the root rows of one root table, returning each row's key and organization.
+/// Parameters: `$1` the subject value
+/// (bigint for id kinds, text otherwise), `$2` the optional organization (bigint, may be NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootLookup {
+    pub table: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepAction {
+    /// The rows in scope belong to the subject; the rules decide what happens to them.
+    Own,
+    /// Rows of `table` whose `column` points at the subject's rows of `parent` stay (they belong
+    /// to the organization); the link is set to NULL.
+    Detach { column: String, parent: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub table: String,
+    pub action: StepAction,
+    /// A predicate over alias `t` selecting the rows in scope; `$1..$n` are the root key arrays.
+    pub scope: String,
+    /// Own children of this table in this plan: (child table, link column). A parent row that a
+    /// kept child row still references cannot be deleted.
+    pub children: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub kind: SubjectKind,
+    /// `$i` of every step's scope is the array of keys found by `roots[i-1]`.
+    pub roots: Vec<RootLookup>,
+    pub steps: Vec<Step>,
+}
+
+/// How a table is reached in a plan.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Root rows: `key = ANY($i)`.
+    Root(usize),
+    /// Every row of the organizations in `$1`.
+    Tenant,
+    /// Rows linked through `column` to in-scope rows of `parent`.
+    Link { column: String, parent: String },
+}
+
+impl Plan {
+    pub fn build(map: &DataMap, kind: SubjectKind) -> Result<Plan, CoreError> {
+        let doc = &map.doc;
+        let roots_spec = doc
+            .subjects
+            .get(kind.as_str())
+            .ok_or(CoreError::NoRootForKind(kind.as_str()))?;
+
+        let mut root_tables: Vec<&str> = Vec::new();
+        let mut roots = Vec::new();
+        // Several root specs may share a table (e.g. two matching columns): one array per table.
+        for spec in roots_spec {
+            if !root_tables.contains(&spec.table.as_str()) {
+                root_tables.push(&spec.table);
+            }
+        }
+        for table in &root_tables {
+            let t = map.table(table);
+            let specs: Vec<_> = roots_spec.iter().filter(|r| &r.table == table).collect();
+            let value_type = if kind_is_id(kind) { "bigint" } else { "text" };
+            let matches: Vec<String> = specs
+                .iter()
+                .map(|s| {
+                    if s.case_insensitive {
+                        format!("lower(r.{}) = $1::{value_type}", quote_ident(&s.column))
+                    } else {
+                        format!("r.{} = $1::{value_type}", quote_ident(&s.column))
+                    }
+                })
+                .collect();
+            // `$2` narrows to one organization where the root table has the tenant column.
+            let tenant_filter = match &doc.tenant_column {
+                Some(tc) if t.links.iter().any(|l| &l.column == tc) => {
+                    format!(" AND ($2::bigint IS NULL OR r.{} = $2)", quote_ident(tc))
+                }
+                _ => String::new(),
+            };
+            // The organization of each root row, so legal holds on that organization apply.
+            let tenant = match &doc.tenant_column {
+                Some(tc) if t.links.iter().any(|l| &l.column == tc) => format!("r.{}", quote_ident(tc)),
+                Some(_) if is_org_root(doc, table) => format!("r.{}", quote_ident(&t.key)),
+                _ => "NULL::bigint".to_owned(),
+            };
+            roots.push(RootLookup {
+                table: table.to_string(),
+                sql: format!(
+                    "SELECT r.{key}, {tenant} FROM {tbl} r WHERE ({m}){tenant_filter} ORDER BY r.{key} FOR UPDATE OF r",
+                    key = quote_ident(&t.key),
+                    tbl = quote_table(table),
+                    m = matches.join(" OR "),
+                ),
+            });
+        }
+
+        // Which tables are in scope, and through what.
+        let tenant_mode = kind == SubjectKind::Org && doc.tenant_column.is_some();
+        let mut sources: std::collections::BTreeMap<&str, Vec<Source>> = Default::default();
+        for (i, table) in root_tables.iter().enumerate() {
+            sources.entry(table).or_default().push(Source::Root(i + 1));
+        }
+        if tenant_mode {
+            let tc = doc.tenant_column.as_deref().unwrap();
+            for (name, spec) in &doc.tables {
+                let tenant_link = spec
+                    .links
+                    .iter()
+                    .any(|l| l.column == tc && root_tables.contains(&l.parent.as_str()));
+                if tenant_link {
+                    sources.entry(name).or_default().push(Source::Tenant);
+                }
+            }
+        }
+        // Walk own links from parents to children until nothing new is reached; parents come
+        // after children in delete_order, so one pass in reverse order reaches every table.
+        for name in map.delete_order.iter().rev() {
+            if tenant_mode && sources.get(name.as_str()).is_some_and(|s| !s.is_empty()) {
+                continue; // the tenant column already scopes it, whatever else links it
+            }
+            for link in &map.table(name).links {
+                if link.mode == LinkMode::Own && sources.contains_key(link.parent.as_str()) {
+                    sources.entry(name).or_default().push(Source::Link {
+                        column: link.column.clone(),
+                        parent: link.parent.clone(),
+                    });
+                }
+            }
+        }
+
+        let scope_of = |table: &str, alias: &str| scope(map, &sources, table, alias, 0);
+        let mut steps = Vec::new();
+        for name in &map.delete_order {
+            let spec = map.table(name);
+            if sources.contains_key(name.as_str()) {
+                let children = doc
+                    .tables
+                    .iter()
+                    .filter(|(child, _)| sources.contains_key(child.as_str()))
+                    .flat_map(|(child, cspec)| {
+                        cspec
+                            .links
+                            .iter()
+                            .filter(|l| l.mode == LinkMode::Own && &l.parent == name)
+                            .map(move |l| (child.clone(), l.column.clone()))
+                    })
+                    .collect();
+                steps.push(Step {
+                    table: name.clone(),
+                    action: StepAction::Own,
+                    scope: scope_of(name, "t"),
+                    children,
+                });
+            }
+            for link in &spec.links {
+                if link.mode == LinkMode::Detach && sources.contains_key(link.parent.as_str()) {
+                    let parent_scope = scope_of(&link.parent, "p");
+                    let pkey = quote_ident(&map.table(&link.parent).key);
+                    steps.push(Step {
+                        table: name.clone(),
+                        action: StepAction::Detach {
+                            column: link.column.clone(),
+                            parent: link.parent.clone(),
+                        },
+                        scope: format!(
+                            "t.{} IN (SELECT p.{pkey} FROM {} p WHERE {parent_scope})",
+                            quote_ident(&link.column),
+                            quote_table(&link.parent)
+                        ),
+                        children: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(Plan { kind, roots, steps })
+    }
+
+    /// Tables this plan touches, in step order, each once.
+    pub fn tables(&self) -> Vec<&str> {
+        let mut seen = BTreeSet::new();
+        self.steps
+            .iter()
+            .map(|s| s.table.as_str())
+            .filter(|t| seen.insert(*t))
+            .collect()
+    }
+}
+
+fn is_org_root(doc: &crate::datamap::DataMapDoc, table: &str) -> bool {
+    doc.subjects
+        .get("org")
+        .is_some_and(|roots| roots.iter().any(|r| r.table == table))
+}
+
+/// Whether subjects of this kind are matched by a bigint id (else by text).
+pub fn kind_is_id(kind: SubjectKind) -> bool {
+    matches!(kind, SubjectKind::User | SubjectKind::Contact | SubjectKind::Org)
+}
+
+/// The predicate selecting `table`'s in-scope rows, over `alias`. Direct sources (root keys,
+/// the tenant column, a link to a root-only parent) become `= ANY($i)` tests that the planner
+/// turns into index scans (a BitmapOr for several); a link through a deeper parent becomes an
+/// `IN (subquery)` semi-join; several sources that need subqueries become a UNION of keys.
+fn scope(
+    map: &DataMap,
+    sources: &std::collections::BTreeMap<&str, Vec<Source>>,
+    table: &str,
+    alias: &str,
+    depth: usize,
+) -> String {
+    let spec = map.table(table);
+    let key = quote_ident(&spec.key);
+    let mut direct = Vec::new();
+    let mut nested = Vec::new();
+    for source in &sources[table] {
+        match source {
+            Source::Root(i) => direct.push(format!("{alias}.{key} = ANY(${i})")),
+            Source::Tenant => {
+                let tc = map.doc.tenant_column.as_deref().unwrap();
+                direct.push(format!("{alias}.{} = ANY($1)", quote_ident(tc)));
+            }
+            Source::Link { column, parent } => {
+                let col = quote_ident(column);
+                let parent_sources = &sources[parent.as_str()];
+                if let [Source::Root(i)] = parent_sources.as_slice() {
+                    direct.push(format!("{alias}.{col} = ANY(${i})"));
+                } else {
+                    let inner = format!("s{}", depth + 1);
+                    let pkey = quote_ident(&map.table(parent).key);
+                    nested.push(format!(
+                        "{alias}.{col} IN (SELECT {inner}.{pkey} FROM {} {inner} WHERE {})",
+                        quote_table(parent),
+                        scope(map, sources, parent, &inner, depth + 1)
+                    ));
+                }
+            }
+        }
+    }
+    match (direct.len(), nested.len()) {
+        (_, 0) => join_or(&direct),
+        (0, 1) => nested.pop().unwrap(),
+        _ => {
+            // Re-select the keys per source so each branch keeps its own index path.
+            let inner = format!("u{}", depth + 1);
+            let branches: Vec<String> = direct
+                .iter()
+                .chain(nested.iter())
+                .map(|pred| {
+                    let pred = rebase(pred, alias, &inner);
+                    format!(
+                        "SELECT {inner}.{key} FROM {} {inner} WHERE {pred}",
+                        quote_table(table)
+                    )
+                })
+                .collect();
+            format!("{alias}.{key} IN ({})", branches.join(" UNION "))
+        }
+    }
+}
+
+fn join_or(preds: &[String]) -> String {
+    if preds.len() == 1 {
+        preds[0].clone()
+    } else {
+        format!("({})", preds.join(" OR "))
+    }
+}
+
+/// Renames the outer alias at the head of a predicate (`alias.` prefix) to another alias.
+fn rebase(pred: &str, from: &str, to: &str) -> String {
+    let prefix = format!("{from}.");
+    match pred.strip_prefix(&prefix) {
+        Some(rest) => {
+            let mut s = String::new();
+            let _ = write!(s, "{to}.{rest}");
+            s
+        }
+        None => pred.to_owned(),
+    }
+}
+
+/// The catalog name of a plan table, for messages.
+pub fn catalog_name(table: &str) -> String {
+    qualified(table)
+}

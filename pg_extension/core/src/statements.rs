@@ -1,0 +1,172 @@
+//! The SQL text of every statement an erasure runs, built from a plan step. Each is prepared once
+//! per backend and reused; values are always parameters, identifiers always quoted.
+//!
+//! Parameter layout: `$1..$R` are the plan's root key arrays (`bigint[]`), then the statement's own
+//! parameters, listed with each builder.
+
+use crate::datamap::DataMap;
+use crate::plan::{Plan, Step, StepAction};
+use crate::sql::{quote_ident, quote_table};
+
+/// The extension's ledger of kept rows.
+pub const LEDGER_COLUMNS: &str =
+    "request_id, table_name, row_key, action, until, basis, module_sha256, case_ref";
+
+/// The statements of one step; which ones an erasure runs depends on the rules' decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StatementKind {
+    /// Group erase. Own params: request id, table name (only when the table has an outbox).
+    Erase,
+    /// Group retain/hold: ledger rows for every row in scope. Own params: request id, table,
+    /// action, until, basis, module sha256, case ref.
+    Keep,
+    /// Group anonymise plus ledger rows. Own params: as `Keep`, then one per non-NULL replacement.
+    AnonymizeKeep,
+    /// Detach: null the link column of rows in scope. No own params.
+    Detach,
+    /// Per-row attributes: key and a jsonb of the attribute columns.
+    SelectAttrs,
+    /// Row-level erase by keys. Params: `$1` keys, `$2` request id, `$3` table (outbox tables).
+    EraseKeys,
+    /// Row-level anonymise by keys. Params: `$1` keys, then one per non-NULL replacement.
+    AnonymizeKeys,
+}
+
+impl StatementKind {
+    /// Whether the statement's parameters start with the plan's root arrays.
+    pub fn takes_roots(self) -> bool {
+        !matches!(self, StatementKind::EraseKeys | StatementKind::AnonymizeKeys)
+    }
+}
+
+/// Builds the SQL of `kind` for `step` of `plan`.
+pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> String {
+    let spec = map.table(&step.table);
+    let tbl = quote_table(&step.table);
+    let key = quote_ident(&spec.key);
+    let r = plan.roots.len();
+    let scope = &step.scope;
+    match kind {
+        StatementKind::Erase => match &spec.outbox {
+            Some(col) => format!(
+                "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{c}) \
+                 INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
+                 SELECT ${}, ${}, d.{c} FROM d",
+                r + 1,
+                r + 2,
+                c = quote_ident(col)
+            ),
+            None => format!("DELETE FROM {tbl} t WHERE {scope}"),
+        },
+        StatementKind::Keep => format!(
+            "INSERT INTO erasure.ledger ({LEDGER_COLUMNS}) SELECT {} FROM {tbl} t WHERE {scope}",
+            ledger_values(r, &format!("t.{key}"))
+        ),
+        StatementKind::AnonymizeKeep => format!(
+            "WITH k AS (UPDATE {tbl} t SET {} WHERE {scope} RETURNING t.{key} AS key) \
+             INSERT INTO erasure.ledger ({LEDGER_COLUMNS}) SELECT {} FROM k",
+            set_list(map, &step.table, r + 8),
+            ledger_values(r, "k.key")
+        ),
+        StatementKind::Detach => match &step.action {
+            StepAction::Detach { column, .. } => {
+                format!("UPDATE {tbl} t SET {c} = NULL WHERE {scope}", c = quote_ident(column))
+            }
+            StepAction::Own => unreachable!("detach statement of an own step"),
+        },
+        StatementKind::SelectAttrs => {
+            let pairs: Vec<String> = spec
+                .attrs
+                .iter()
+                .map(|a| format!("'{}', t.{}", a.replace('\'', "''"), quote_ident(a)))
+                .collect();
+            format!(
+                "SELECT t.{key}, jsonb_build_object({}) FROM {tbl} t WHERE {scope} ORDER BY t.{key}",
+                pairs.join(", ")
+            )
+        }
+        StatementKind::EraseKeys => match &spec.outbox {
+            Some(col) => format!(
+                "WITH d AS (DELETE FROM {tbl} t WHERE t.{key} = ANY($1) RETURNING t.{c}) \
+                 INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
+                 SELECT $2, $3, d.{c} FROM d",
+                c = quote_ident(col)
+            ),
+            None => format!("DELETE FROM {tbl} t WHERE t.{key} = ANY($1)"),
+        },
+        StatementKind::AnonymizeKeys => format!(
+            "UPDATE {tbl} t SET {} WHERE t.{key} = ANY($1)",
+            set_list(map, &step.table, 2)
+        ),
+    }
+}
+
+/// The replacement values of a table's anonymisation, in the order their parameters take.
+pub fn anonymize_values(map: &DataMap, table: &str) -> Vec<(String, String)> {
+    map.table(table)
+        .anonymize
+        .iter()
+        .filter_map(|(col, v)| v.clone().map(|v| (col.clone(), v)))
+        .collect()
+}
+
+fn set_list(map: &DataMap, table: &str, first_param: usize) -> String {
+    let spec = map.table(table);
+    if spec.anonymize.is_empty() {
+        // Nothing to blank: a no-op assignment keeps the statement valid and still locks the row.
+        return format!("{k} = t.{k}", k = quote_ident(&spec.key));
+    }
+    let mut next = first_param;
+    spec.anonymize
+        .iter()
+        .map(|(col, v)| match v {
+            None => format!("{} = NULL", quote_ident(col)),
+            Some(_) => {
+                let s = format!(
+                    "{} = ${next}::{}",
+                    quote_ident(col),
+                    map.column_type(table, col)
+                );
+                next += 1;
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn ledger_values(r: usize, key_expr: &str) -> String {
+    format!(
+        "${}, ${}, {key_expr}, ${}, ${}::timestamptz, ${}, ${}, ${}",
+        r + 1,
+        r + 2,
+        r + 3,
+        r + 4,
+        r + 5,
+        r + 6,
+        r + 7
+    )
+}
+
+/// Deletes the rows of a step that no kept child row references any more, for a parent whose
+/// children were partly kept. No own params beyond the roots.
+pub fn erase_unreferenced(map: &DataMap, step: &Step, kept_children: &[(String, String)]) -> String {
+    let spec = map.table(&step.table);
+    let key = quote_ident(&spec.key);
+    let guards: Vec<String> = kept_children
+        .iter()
+        .map(|(child, col)| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {} c WHERE c.{} = t.{key})",
+                quote_table(child),
+                quote_ident(col)
+            )
+        })
+        .collect();
+    format!(
+        "DELETE FROM {} t WHERE {} AND {}",
+        quote_table(&step.table),
+        step.scope,
+        guards.join(" AND ")
+    )
+}

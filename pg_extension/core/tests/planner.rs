@@ -1,0 +1,310 @@
+//! Planner and data-map validation, without PostgreSQL: a synthetic catalog is derived from the
+//! map itself, then broken in targeted ways.
+
+use erasure_core::catalog::{Catalog, ColumnFacts, ForeignKey, TableFacts};
+use erasure_core::datamap::{qualified, DataMap, DataMapDoc};
+use erasure_core::plan::{Plan, StepAction};
+use erasure_core::statements::{build, StatementKind};
+use erasure_core::subject::SubjectKind;
+use erasure_core::CoreError;
+use serde_json::json;
+
+fn small_map() -> serde_json::Value {
+    json!({
+      "version": 1,
+      "tenant_column": "org_id",
+      "subjects": {
+        "contact": [{"table": "contacts", "column": "id"}],
+        "email": [{"table": "contacts", "column": "email", "case_insensitive": true}],
+        "user": [{"table": "users", "column": "id"}],
+        "meta": [{"table": "users", "column": "meta_user_id"}, {"table": "channel_connections", "column": "meta_user_id"}],
+        "org": [{"table": "organizations", "column": "id"}]
+      },
+      "tables": {
+        "organizations": {"key": "id", "category": "organization", "anonymize": {"name": "erased"}},
+        "users": {"key": "id", "category": "account", "links": [{"column": "org_id", "parent": "organizations"}],
+                  "anonymize": {"email": null}},
+        "contacts": {"key": "id", "category": "contact", "links": [{"column": "org_id", "parent": "organizations"}],
+                     "anonymize": {"email": null, "name": "erased contact"}},
+        "conversations": {"key": "id", "category": "conversation", "links": [
+            {"column": "org_id", "parent": "organizations"},
+            {"column": "contact_id", "parent": "contacts"},
+            {"column": "assigned_user_id", "parent": "users", "mode": "detach"}]},
+        "messages": {"key": "id", "category": "message", "links": [
+            {"column": "org_id", "parent": "organizations"},
+            {"column": "conversation_id", "parent": "conversations"},
+            {"column": "sender_user_id", "parent": "users", "mode": "detach"}]},
+        "media": {"key": "id", "category": "media", "outbox": "storage_key", "links": [
+            {"column": "org_id", "parent": "organizations"},
+            {"column": "message_id", "parent": "messages"}]},
+        "ai_logs": {"key": "id", "category": "ai_log", "links": [
+            {"column": "org_id", "parent": "organizations"},
+            {"column": "contact_id", "parent": "contacts"},
+            {"column": "conversation_id", "parent": "conversations"}]},
+        "channel_connections": {"key": "id", "category": "channel_connection", "links": [
+            {"column": "org_id", "parent": "organizations"},
+            {"column": "user_id", "parent": "users"}]},
+        "audit_logs": {"key": "id", "category": "audit", "attrs": ["at"], "links": [
+            {"column": "org_id", "parent": "organizations"},
+            {"column": "actor_user_id", "parent": "users"}],
+            "anonymize": {"actor_user_id": null, "ip_address": null}},
+        "invoices": {"key": "id", "category": "invoice", "attrs": ["issued_at"], "links": [
+            {"column": "org_id", "parent": "organizations"}]}
+      }
+    })
+}
+
+/// A catalog that agrees with the map: every named column exists (nullable unless a key), every
+/// link is a real foreign key.
+fn catalog_for(doc: &DataMapDoc) -> Catalog {
+    let mut cat = Catalog::default();
+    for (name, spec) in &doc.tables {
+        let mut t = TableFacts {
+            primary_key: vec![spec.key.clone()],
+            ..Default::default()
+        };
+        let mut add = |c: &str, ty: &str, not_null: bool| {
+            t.columns.insert(
+                c.to_owned(),
+                ColumnFacts {
+                    type_name: ty.to_owned(),
+                    not_null,
+                },
+            );
+        };
+        add(&spec.key, "bigint", true);
+        for l in &spec.links {
+            add(&l.column, "bigint", l.column == "org_id");
+        }
+        for a in &spec.attrs {
+            add(a, "timestamp with time zone", true);
+        }
+        for c in spec.anonymize.keys() {
+            if !spec.links.iter().any(|l| &l.column == c) {
+                add(c, "text", false);
+            }
+        }
+        for c in spec.personal_data.iter().chain(spec.outbox.iter()) {
+            add(c, "text", false);
+        }
+        cat.tables.insert(qualified(name), t);
+        for l in &spec.links {
+            cat.foreign_keys.push(ForeignKey {
+                name: format!("{name}_{}_fkey", l.column),
+                child: qualified(name),
+                child_columns: vec![l.column.clone()],
+                parent: qualified(&l.parent),
+                parent_columns: vec![doc.tables[&l.parent].key.clone()],
+            });
+        }
+    }
+    for roots in doc.subjects.values() {
+        for r in roots {
+            cat.tables
+                .get_mut(&qualified(&r.table))
+                .unwrap()
+                .columns
+                .entry(r.column.clone())
+                .or_insert(ColumnFacts {
+                    type_name: "text".into(),
+                    not_null: false,
+                });
+        }
+    }
+    cat
+}
+
+fn load(v: serde_json::Value) -> Result<DataMap, CoreError> {
+    let doc = DataMapDoc::from_json(&v)?;
+    let cat = catalog_for(&doc);
+    DataMap::validate(doc, &cat)
+}
+
+fn position(order: &[String], t: &str) -> usize {
+    order.iter().position(|x| x == t).unwrap()
+}
+
+#[test]
+fn delete_order_puts_children_first() {
+    let map = load(small_map()).unwrap();
+    let o = &map.delete_order;
+    assert!(position(o, "media") < position(o, "messages"));
+    assert!(position(o, "messages") < position(o, "conversations"));
+    assert!(position(o, "ai_logs") < position(o, "conversations"));
+    assert!(position(o, "conversations") < position(o, "contacts"));
+    assert!(position(o, "contacts") < position(o, "organizations"));
+    assert_eq!(o.last().unwrap(), "organizations");
+}
+
+#[test]
+fn contact_plan_reaches_own_children_only() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact).unwrap();
+    assert_eq!(plan.roots.len(), 1);
+    assert!(plan.roots[0].sql.contains("FOR UPDATE"));
+    assert!(plan.roots[0].sql.contains("$2"), "org narrowing");
+    let tables = plan.tables();
+    assert_eq!(
+        tables,
+        vec!["media", "ai_logs", "messages", "conversations", "contacts"]
+            .into_iter()
+            .filter(|t| tables.contains(t))
+            .collect::<Vec<_>>()
+    );
+    for t in ["media", "messages", "conversations", "contacts", "ai_logs"] {
+        assert!(tables.contains(&t), "{t} missing from {tables:?}");
+    }
+    for t in ["users", "invoices", "audit_logs", "organizations"] {
+        assert!(!tables.contains(&t), "{t} must not be in a contact plan");
+    }
+    let step = |t: &str| plan.steps.iter().find(|s| s.table == t).unwrap();
+    assert_eq!(step("contacts").scope, "t.\"id\" = ANY($1)");
+    assert_eq!(step("conversations").scope, "t.\"contact_id\" = ANY($1)");
+    assert!(step("media").scope.contains("IN (SELECT s1.\"id\" FROM \"public\".\"messages\" s1"));
+    // ai_logs: directly by contact, and through conversations: both paths kept.
+    let ai = &step("ai_logs").scope;
+    assert!(ai.contains("UNION"), "{ai}");
+    assert!(ai.contains("\"contact_id\" = ANY($1)") && ai.contains("\"conversation_id\" IN"), "{ai}");
+}
+
+#[test]
+fn user_plan_detaches_organization_rows() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::User).unwrap();
+    let detached: Vec<(&str, &str)> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            StepAction::Detach { column, .. } => Some((s.table.as_str(), column.as_str())),
+            StepAction::Own => None,
+        })
+        .collect();
+    assert!(detached.contains(&("messages", "sender_user_id")));
+    assert!(detached.contains(&("conversations", "assigned_user_id")));
+    let own: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == StepAction::Own)
+        .map(|s| s.table.as_str())
+        .collect();
+    assert_eq!(own.len(), 3, "{own:?}");
+    for t in ["users", "channel_connections", "audit_logs"] {
+        assert!(own.contains(&t));
+    }
+    let users = plan.steps.iter().find(|s| s.table == "users").unwrap();
+    assert!(users.children.contains(&("audit_logs".into(), "actor_user_id".into())));
+}
+
+#[test]
+fn meta_plan_has_two_roots() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Meta).unwrap();
+    assert_eq!(plan.roots.len(), 2);
+    let cc = plan.steps.iter().find(|s| s.table == "channel_connections").unwrap();
+    assert!(cc.scope.contains("ANY($1)") && cc.scope.contains("ANY($2)"), "{}", cc.scope);
+}
+
+#[test]
+fn org_plan_uses_the_tenant_column() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Org).unwrap();
+    let own: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == StepAction::Own)
+        .map(|s| s.table.as_str())
+        .collect();
+    assert_eq!(own.len(), map.doc.tables.len());
+    for s in plan.steps.iter().filter(|s| s.action == StepAction::Own && s.table != "organizations") {
+        assert_eq!(s.scope, "t.\"org_id\" = ANY($1)", "{}", s.table);
+    }
+    let org = plan.steps.iter().find(|s| s.table == "organizations").unwrap();
+    assert!(org.children.len() >= 9);
+}
+
+#[test]
+fn statements_quote_and_parameterise() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact).unwrap();
+    let media = plan.steps.iter().find(|s| s.table == "media").unwrap();
+    let erase = build(&map, &plan, media, StatementKind::Erase);
+    assert!(erase.contains("erasure.storage_outbox") && erase.contains("RETURNING t.\"storage_key\""));
+    let contacts = plan.steps.iter().find(|s| s.table == "contacts").unwrap();
+    let anon = build(&map, &plan, contacts, StatementKind::AnonymizeKeep);
+    assert!(anon.contains("\"email\" = NULL"), "{anon}");
+    assert!(anon.contains("\"name\" = $9::text"), "{anon}");
+    assert!(!anon.contains("erased contact"), "values are parameters: {anon}");
+}
+
+fn expect_invalid(v: serde_json::Value, needle: &str) {
+    match load(v) {
+        Err(CoreError::InvalidDataMap(m)) => assert!(m.contains(needle), "{m} lacks {needle}"),
+        other => panic!("expected invalid map ({needle}), got {other:?}"),
+    }
+}
+
+#[test]
+fn refuses_bad_maps() {
+    let mut v = small_map();
+    v["tables"]["messages"]["links"][1]["parent"] = json!("nowhere");
+    expect_invalid(v, "not in the data map");
+
+    let mut v = small_map();
+    v["version"] = json!(2);
+    expect_invalid(v, "version 2");
+
+    let mut v = small_map();
+    v["subjects"]["person"] = json!([{"table": "contacts", "column": "id"}]);
+    expect_invalid(v, "unknown subject kind");
+
+    let mut v = small_map();
+    v["tables"]["media"]["links"] = json!([{"column": "org_id", "parent": "organizations"}, {"column": "message_id", "parent": "messages"}, {"column": "message_id", "parent": "messages"}]);
+    expect_invalid(v, "listed twice");
+
+    let mut v = small_map();
+    v["tables"]["organizations"]["links"] = json!([{"column": "owner_id", "parent": "users"}]);
+    // users links to organizations and organizations to users: a cycle.
+    expect_invalid(v, "cycle");
+
+    assert!(matches!(
+        load(json!({"version": 1, "subjects": {}, "tables": {}, "extra": 1})),
+        Err(CoreError::InvalidDataMap(_))
+    ));
+}
+
+#[test]
+fn refuses_maps_that_disagree_with_the_catalog() {
+    let doc = DataMapDoc::from_json(&small_map()).unwrap();
+    let good = catalog_for(&doc);
+
+    let mut cat = good.clone();
+    cat.tables.remove("public.invoices");
+    let err = DataMap::validate(doc.clone(), &cat).unwrap_err();
+    assert!(err.to_string().contains("table invoices does not exist"), "{err}");
+
+    let mut cat = good.clone();
+    cat.foreign_keys.retain(|fk| !(fk.child == "public.media" && fk.child_columns == ["message_id"]));
+    let err = DataMap::validate(doc.clone(), &cat).unwrap_err();
+    assert!(err.to_string().contains("does not join"), "{err}");
+
+    let mut cat = good.clone();
+    cat.foreign_keys.push(ForeignKey {
+        name: "notes_contact_fkey".into(),
+        child: "public.notes".into(),
+        child_columns: vec!["contact_id".into()],
+        parent: "public.contacts".into(),
+        parent_columns: vec!["id".into()],
+    });
+    let err = DataMap::validate(doc.clone(), &cat).unwrap_err();
+    assert!(err.to_string().contains("public.notes references mapped table"), "{err}");
+
+    let mut cat = good.clone();
+    cat.tables.get_mut("public.users").unwrap().columns.get_mut("email").unwrap().not_null = true;
+    let err = DataMap::validate(doc.clone(), &cat).unwrap_err();
+    assert!(err.to_string().contains("NOT NULL"), "{err}");
+
+    let mut cat = good;
+    cat.tables.get_mut("public.contacts").unwrap().columns.get_mut("id").unwrap().type_name = "uuid".into();
+    let err = DataMap::validate(doc, &cat).unwrap_err();
+    assert!(err.to_string().contains("bigint primary key"), "{err}");
+}

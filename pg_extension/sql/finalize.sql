@@ -1,0 +1,53 @@
+-- Privileges, comments, and the default rule modules.
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA erasure FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA erasure FROM PUBLIC;
+GRANT USAGE ON SCHEMA erasure TO erasure_admin, erasure_app;
+
+GRANT EXECUTE ON FUNCTION
+    erasure.request_erasure(text, bigint, text),
+    erasure.preview_erasure(text, bigint),
+    erasure.request_status(text)
+TO erasure_app, erasure_admin;
+
+GRANT EXECUTE ON FUNCTION
+    erasure.install_module(text, bytea, jsonb),
+    erasure.activate_module(text, text),
+    erasure.install_default_modules(text),
+    erasure.place_hold(text, text, bigint, timestamptz),
+    erasure.release_hold(bigint),
+    erasure.load_data_map(jsonb),
+    erasure.reference_data_map(),
+    erasure.purge_due()
+TO erasure_admin;
+
+GRANT SELECT ON erasure.requests, erasure.ledger, erasure.storage_outbox, erasure.legal_holds,
+                erasure.audit_log, erasure.data_map TO erasure_admin;
+GRANT SELECT (sha256, slot, config, size_bytes, installed_by, installed_at, active) ON erasure.modules TO erasure_admin;
+-- The outbox is worked off by the application's media deleter, which marks what it deleted.
+GRANT UPDATE (deleted_at) ON erasure.storage_outbox TO erasure_admin;
+
+COMMENT ON FUNCTION erasure.request_erasure(text, bigint, text) IS
+    'Erase a subject (user:<id>, contact:<id>, phone:<E.164>, email:<address>, meta:<id>, org:<id>) in this transaction; returns the report';
+COMMENT ON FUNCTION erasure.preview_erasure(text, bigint) IS
+    'The report request_erasure would return, changing nothing';
+COMMENT ON FUNCTION erasure.request_status(text) IS
+    'Status and deadlines of an erasure request, by confirmation code';
+COMMENT ON FUNCTION erasure.purge_due() IS
+    'Delete kept rows whose retention has ended and whose legal holds are lifted; schedule it daily';
+COMMENT ON FUNCTION erasure.install_module(text, bytea, jsonb) IS
+    'Validate, compile and store a rule module (slot retention or legal_hold); returns its sha256';
+COMMENT ON FUNCTION erasure.activate_module(text, text) IS
+    'Make an installed module the active one of its slot; the previous one stays installed for rollback';
+COMMENT ON FUNCTION erasure.install_default_modules(text) IS
+    'Install and activate the shipped retention module (for eu-gdpr, in-dpdp or us-ccpa) and legal_hold module';
+COMMENT ON FUNCTION erasure.place_hold(text, text, bigint, timestamptz) IS
+    'Place a legal hold on a subject: erasures keep its data until release_hold or expiry';
+COMMENT ON FUNCTION erasure.release_hold(bigint) IS
+    'Release a legal hold';
+COMMENT ON FUNCTION erasure.load_data_map(jsonb) IS
+    'Validate a data map against the catalog and make it the active one';
+COMMENT ON FUNCTION erasure.reference_data_map() IS
+    'The data map of the reference WhatsApp CRM schema';
+
+SELECT erasure.install_default_modules('eu-gdpr');

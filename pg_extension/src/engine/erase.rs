@@ -1,0 +1,659 @@
+//! One erasure: find and lock the subject's root rows, ask the rule modules, then run the plan's
+//! steps children-first, one set-based statement per table and decision.
+
+use std::collections::{BTreeMap, HashMap};
+
+use erasure_abi::{Hold, Record};
+use erasure_core::decide::{combine, Action, Verdict};
+use erasure_core::plan::{kind_is_id, Plan, Step, StepAction};
+use erasure_core::statements::{self, anonymize_values, StatementKind};
+use erasure_core::subject::{Subject, SubjectValue};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use serde::Serialize;
+
+use super::datamap::{self, LoadedMap};
+use super::rules::{self, ActiveModule, CallContext};
+use super::statements::{prepared, run, StatementId};
+use crate::error::{ExtError, ExtResult};
+use crate::guc;
+
+/// What happened to one table's rows.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct TableCounts {
+    pub erased: i64,
+    pub anonymized: i64,
+    pub retained: i64,
+    pub held: i64,
+    /// Rows that stay with the organization but lost their link to the subject.
+    pub detached: i64,
+}
+
+impl TableCounts {
+    fn add(&mut self, o: &TableCounts) {
+        self.erased += o.erased;
+        self.anonymized += o.anonymized;
+        self.retained += o.retained;
+        self.held += o.held;
+        self.detached += o.detached;
+    }
+
+    fn count(&mut self, action: Action, n: i64) {
+        match action {
+            Action::Erase => self.erased += n,
+            Action::Anonymize => self.anonymized += n,
+            Action::Retain => self.retained += n,
+            Action::Hold => self.held += n,
+        }
+    }
+}
+
+/// The outcome of the erasure itself; the request layer adds ids, status and deadlines.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub subject_kind: &'static str,
+    pub tables: BTreeMap<String, TableCounts>,
+    pub totals: TableCounts,
+    pub modules: BTreeMap<String, String>,
+    pub root_rows: i64,
+    pub storage_objects_queued: i64,
+    pub records_decided: i64,
+    pub holds_applied: Vec<String>,
+    pub data_map_id: i64,
+}
+
+/// The request as the modules see it (no personal data).
+pub struct RequestInfo<'a> {
+    pub request_id: i64,
+    pub subject: &'a Subject,
+    pub subject_hash: &'a str,
+    pub org_id: Option<i64>,
+    pub source: &'a str,
+}
+
+/// Rows a table kept in this erasure that still reference its parents, by how they were kept.
+#[derive(Default, Clone, Copy)]
+struct Kept {
+    retained_or_held: i64,
+    anonymized: i64,
+}
+
+struct Erasure<'a> {
+    map: &'a LoadedMap,
+    plan: &'a Plan,
+    modules: Vec<std::rc::Rc<ActiveModule>>,
+    info: &'a RequestInfo<'a>,
+    now: String,
+    request_json: serde_json::Value,
+    holds: Vec<Hold>,
+    roots: Vec<Vec<i64>>,
+    kept: HashMap<String, Kept>,
+    outcome: Outcome,
+}
+
+pub fn erase(client: &mut SpiClient<'_>, info: &RequestInfo<'_>) -> ExtResult<Outcome> {
+    let map = datamap::active(client)?;
+    let plan = map.plan(info.subject.kind)?;
+    let modules = rules::active_modules(client)?;
+    let now = now_rfc3339(client)?;
+
+    let (roots, orgs) = lock_roots(client, &map, &plan, info)?;
+    let holds = applicable_holds(client, info, &orgs)?;
+    let request_json = serde_json::json!({
+        "request_id": info.request_id,
+        "subject_kind": info.subject.kind.as_str(),
+        "org_id": info.org_id,
+        "source": info.source,
+    });
+    let mut e = Erasure {
+        map: &map,
+        plan: &plan,
+        modules,
+        info,
+        now,
+        request_json,
+        holds,
+        roots,
+        kept: HashMap::new(),
+        outcome: Outcome {
+            subject_kind: info.subject.kind.as_str(),
+            tables: BTreeMap::new(),
+            totals: TableCounts::default(),
+            modules: BTreeMap::new(),
+            root_rows: 0,
+            storage_objects_queued: 0,
+            records_decided: 0,
+            holds_applied: Vec::new(),
+            data_map_id: map.id,
+        },
+    };
+    e.outcome.root_rows = e.roots.iter().map(|r| r.len() as i64).sum();
+    for m in &e.modules {
+        e.outcome.modules.insert(m.slot.clone(), m.sha256.clone());
+    }
+    for t in plan.tables() {
+        e.outcome.tables.insert(t.to_owned(), TableCounts::default());
+    }
+    if e.outcome.root_rows > 0 {
+        e.run(client)?;
+    }
+    let totals = e.outcome.tables.values().fold(TableCounts::default(), |mut acc, c| {
+        acc.add(c);
+        acc
+    });
+    e.outcome.totals = totals;
+    Ok(e.outcome)
+}
+
+fn now_rfc3339(client: &SpiClient<'_>) -> ExtResult<String> {
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("now"),
+        || "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')".into(),
+        Vec::new,
+    )?;
+    client
+        .select(&*stmt, None, &[])?
+        .first()
+        .get_one::<String>()?
+        .ok_or_else(|| ExtError::Internal("now() returned NULL".into()))
+}
+
+/// Finds and locks (`FOR UPDATE`) the subject's root rows first, so a concurrent writer cannot
+/// add a child row under them while the erasure runs.
+fn lock_roots(
+    client: &mut SpiClient<'_>,
+    map: &LoadedMap,
+    plan: &Plan,
+    info: &RequestInfo<'_>,
+) -> ExtResult<(Vec<Vec<i64>>, Vec<i64>)> {
+    let mut roots = Vec::new();
+    let mut orgs = Vec::new();
+    let id_kind = kind_is_id(plan.kind);
+    for (i, root) in plan.roots.iter().enumerate() {
+        let stmt = prepared(
+            client,
+            StatementId::Root {
+                map_id: map.id,
+                kind: plan.kind,
+                root: i,
+            },
+            || root.sql.clone(),
+            || {
+                let value = if id_kind { pg_sys::INT8OID } else { pg_sys::TEXTOID };
+                vec![PgOid::from(value), PgOid::from(pg_sys::INT8OID)]
+            },
+        )?;
+        let value: DatumWithOid = match &info.subject.value {
+            SubjectValue::Id(id) => (*id).into(),
+            SubjectValue::Text(t) => t.as_str().into(),
+        };
+        let mut keys = Vec::new();
+        for row in run(client, &stmt, &[value, info.org_id.into()])? {
+            if let Some(k) = row.get::<i64>(1)? {
+                keys.push(k);
+            }
+            if let Some(o) = row.get::<i64>(2)? {
+                if !orgs.contains(&o) {
+                    orgs.push(o);
+                }
+            }
+        }
+        roots.push(keys);
+    }
+    Ok((roots, orgs))
+}
+
+/// Active holds on this subject, or on the organization its rows belong to.
+fn applicable_holds(
+    client: &SpiClient<'_>,
+    info: &RequestInfo<'_>,
+    orgs: &[i64],
+) -> ExtResult<Vec<Hold>> {
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("applicable_holds"),
+        || {
+            "SELECT id, case_ref, categories,
+                    to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+               FROM erasure.legal_holds
+              WHERE released_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+                AND (subject_hash = $1 OR (subject_kind = 'org' AND org_id = ANY($2)))
+              ORDER BY id"
+                .into()
+        },
+        || vec![PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::INT8ARRAYOID)],
+    )?;
+    let mut holds = Vec::new();
+    for row in client.select(&*stmt, None, &[info.subject_hash.into(), orgs.to_vec().into()])? {
+        holds.push(Hold {
+            id: row.get::<i64>(1)?.unwrap_or_default(),
+            case: row.get::<String>(2)?.unwrap_or_default(),
+            categories: row.get::<Vec<String>>(3)?,
+            expires_at: row.get::<String>(4)?,
+        });
+    }
+    Ok(holds)
+}
+
+fn root_args(roots: &[Vec<i64>]) -> Vec<DatumWithOid<'static>> {
+    roots.iter().map(|r| r.clone().into()).collect()
+}
+
+fn root_types(plan: &Plan) -> Vec<PgOid> {
+    vec![PgOid::from(pg_sys::INT8ARRAYOID); plan.roots.len()]
+}
+
+fn text() -> PgOid {
+    PgOid::from(pg_sys::TEXTOID)
+}
+
+impl Erasure<'_> {
+    fn run(&mut self, client: &mut SpiClient<'_>) -> ExtResult<()> {
+        let group_verdicts = self.decide_groups()?;
+        for (index, step) in self.plan.steps.iter().enumerate() {
+            match &step.action {
+                StepAction::Detach { .. } => {
+                    let stmt = self.statement(client, index, step, StatementKind::Detach)?;
+                    let n = run(client, &stmt, &root_args(&self.roots))?.len() as i64;
+                    self.counts(&step.table).detached += n;
+                }
+                StepAction::Own if self.map.map.table(&step.table).attrs.is_empty() => {
+                    let verdict = group_verdicts[&step.table].clone();
+                    self.apply_group(client, index, step, verdict)?;
+                }
+                StepAction::Own => self.apply_rows(client, index, step)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn counts(&mut self, table: &str) -> &mut TableCounts {
+        self.outcome.tables.entry(table.to_owned()).or_default()
+    }
+
+    fn statement(
+        &self,
+        client: &SpiClient<'_>,
+        index: usize,
+        step: &Step,
+        what: StatementKind,
+    ) -> ExtResult<std::rc::Rc<pgrx::spi::OwnedPreparedStatement>> {
+        let map = &self.map.map;
+        let spec = map.table(&step.table);
+        let anon = anonymize_values(map, &step.table).len();
+        prepared(
+            client,
+            StatementId::Plan {
+                map_id: self.map.id,
+                kind: self.plan.kind,
+                step: index,
+                what,
+            },
+            || statements::build(map, self.plan, step, what),
+            || {
+                let int8 = PgOid::from(pg_sys::INT8OID);
+                let keys = PgOid::from(pg_sys::INT8ARRAYOID);
+                let mut t = if what.takes_roots() { root_types(self.plan) } else { Vec::new() };
+                match what {
+                    StatementKind::Erase if spec.outbox.is_some() => t.extend([int8, text()]),
+                    StatementKind::Erase | StatementKind::Detach | StatementKind::SelectAttrs => {}
+                    StatementKind::Keep => t.extend([int8, text(), text(), text(), text(), text(), text()]),
+                    StatementKind::AnonymizeKeep => {
+                        t.extend([int8, text(), text(), text(), text(), text(), text()]);
+                        t.extend(std::iter::repeat_n(text(), anon));
+                    }
+                    StatementKind::EraseKeys => {
+                        t.push(keys);
+                        if spec.outbox.is_some() {
+                            t.extend([int8, text()]);
+                        }
+                    }
+                    StatementKind::AnonymizeKeys => {
+                        t.push(keys);
+                        t.extend(std::iter::repeat_n(text(), anon));
+                    }
+                }
+                t
+            },
+        )
+    }
+
+    fn call_context(&self) -> CallContext<'_> {
+        CallContext {
+            now: &self.now,
+            request: &self.request_json,
+            holds: &self.holds,
+        }
+    }
+
+    /// Asks every module about `records` and combines their answers, one verdict per record.
+    fn decide(&mut self, records: Vec<Record>) -> ExtResult<Vec<Verdict>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = records.len();
+        let mut per_module = Vec::with_capacity(self.modules.len());
+        for m in &self.modules {
+            per_module.push(m.evaluate(&self.call_context(), records.clone())?);
+        }
+        self.outcome.records_decided += n as i64;
+        let verdicts: Vec<Verdict> = (0..n)
+            .map(|i| {
+                let pairs: Vec<(&erasure_abi::Decision, &str)> = per_module
+                    .iter()
+                    .zip(&self.modules)
+                    .map(|(d, m)| (&d[i], m.sha256.as_str()))
+                    .collect();
+                combine(&pairs)
+            })
+            .collect();
+        for v in &verdicts {
+            if let Some(case) = &v.case_ref {
+                if !self.outcome.holds_applied.contains(case) {
+                    self.outcome.holds_applied.push(case.clone());
+                }
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// One decision per table for tables whose data map declares no per-row attributes.
+    fn decide_groups(&mut self) -> ExtResult<HashMap<String, Verdict>> {
+        let tables: Vec<String> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.action == StepAction::Own && self.map.map.table(&s.table).attrs.is_empty())
+            .map(|s| s.table.clone())
+            .collect();
+        let records = tables
+            .iter()
+            .map(|t| Record {
+                table: t.clone(),
+                category: self.map.map.table(t).category.clone(),
+                attrs: Default::default(),
+                group: true,
+            })
+            .collect();
+        let verdicts = self.decide(records)?;
+        Ok(tables.into_iter().zip(verdicts).collect())
+    }
+
+    /// Children of `step` whose kept rows still reference it.
+    fn kept_children(&self, step: &Step) -> Vec<(String, String)> {
+        step.children
+            .iter()
+            .filter(|(child, column)| {
+                let k = self.kept.get(child).copied().unwrap_or_default();
+                let nulled = self.map.map.table(child).anonymize.contains_key(column);
+                k.retained_or_held > 0 || (k.anonymized > 0 && !nulled)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn note_kept(&mut self, table: &str, action: Action, n: i64) {
+        let k = self.kept.entry(table.to_owned()).or_default();
+        match action {
+            Action::Retain | Action::Hold => k.retained_or_held += n,
+            Action::Anonymize => k.anonymized += n,
+            Action::Erase => {}
+        }
+    }
+
+    fn apply_group(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        index: usize,
+        step: &Step,
+        verdict: Verdict,
+    ) -> ExtResult<()> {
+        let table = step.table.clone();
+        if verdict.action == Action::Erase {
+            let kept_children = self.kept_children(step);
+            if !kept_children.is_empty() {
+                return self.apply_pinned(client, index, step, &kept_children);
+            }
+            let stmt = self.statement(client, index, step, StatementKind::Erase)?;
+            let mut args = root_args(&self.roots);
+            if self.map.map.table(&table).outbox.is_some() {
+                args.push(self.info.request_id.into());
+                args.push(table.as_str().into());
+            }
+            let n = run(client, &stmt, &args)?.len() as i64;
+            if self.map.map.table(&table).outbox.is_some() {
+                self.outcome.storage_objects_queued += n;
+            }
+            self.counts(&table).erased += n;
+            return Ok(());
+        }
+        let n = self.keep_group(client, index, step, &verdict)?;
+        self.counts(&table).count(verdict.action, n);
+        self.note_kept(&table, verdict.action, n);
+        Ok(())
+    }
+
+    /// Records (and for anonymise, blanks) every in-scope row of a step with one verdict.
+    fn keep_group(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        index: usize,
+        step: &Step,
+        verdict: &Verdict,
+    ) -> ExtResult<i64> {
+        let what = if verdict.action == Action::Anonymize {
+            StatementKind::AnonymizeKeep
+        } else {
+            StatementKind::Keep
+        };
+        let stmt = self.statement(client, index, step, what)?;
+        let mut args = root_args(&self.roots);
+        args.extend(self.ledger_args(&step.table, verdict));
+        if what == StatementKind::AnonymizeKeep {
+            for (_, v) in anonymize_values(&self.map.map, &step.table) {
+                args.push(v.into());
+            }
+        }
+        Ok(run(client, &stmt, &args)?.len() as i64)
+    }
+
+    fn ledger_args(&self, table: &str, v: &Verdict) -> Vec<DatumWithOid<'static>> {
+        vec![
+            self.info.request_id.into(),
+            table.to_owned().into(),
+            v.action.ledger_word().to_owned().into(),
+            v.until.clone().into(),
+            v.basis.clone().into(),
+            v.module.clone().into(),
+            v.case_ref.clone().into(),
+        ]
+    }
+
+    /// A parent the rules would erase, some of whose rows are still referenced by kept child
+    /// rows: the unreferenced rows go, the referenced ones are kept (anonymised where the data
+    /// map says how) for as long as the latest of their children.
+    fn apply_pinned(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        index: usize,
+        step: &Step,
+        kept_children: &[(String, String)],
+    ) -> ExtResult<()> {
+        let sql = statements::erase_unreferenced(&self.map.map, step, kept_children);
+        let erased = client.update(sql.as_str(), None, &root_args(&self.roots))?.len() as i64;
+        let children: Vec<String> = kept_children.iter().map(|(c, _)| c.clone()).collect();
+        let row = client
+            .select(
+                "SELECT to_char(max(until) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        coalesce(bool_or(action = 'held'), false), min(case_ref), min(module_sha256)
+                   FROM erasure.ledger WHERE request_id = $1 AND table_name = ANY($2)",
+                None,
+                &[self.info.request_id.into(), children.clone().into()],
+            )?
+            .first();
+        let until: Option<String> = row.get(1)?;
+        let held: bool = row.get(2)?.unwrap_or(false);
+        let case_ref: Option<String> = row.get(3)?;
+        let module: String = row.get(4)?.unwrap_or_default();
+        let spec = self.map.map.table(&step.table);
+        let action = if held {
+            Action::Hold
+        } else if !spec.anonymize.is_empty() {
+            Action::Anonymize
+        } else {
+            Action::Retain
+        };
+        let verdict = Verdict {
+            action,
+            until,
+            basis: Some(format!("referenced by kept rows of {}", children.join(", "))),
+            case_ref,
+            module,
+        };
+        let table = step.table.clone();
+        let kept = if action == Action::Hold {
+            // Held parents stay as they are: the hold preserves evidence.
+            let stmt = self.statement(client, index, step, StatementKind::Keep)?;
+            let mut args = root_args(&self.roots);
+            args.extend(self.ledger_args(&table, &verdict));
+            run(client, &stmt, &args)?.len() as i64
+        } else {
+            self.keep_group(client, index, step, &verdict)?
+        };
+        let c = self.counts(&table);
+        c.erased += erased;
+        c.count(action, kept);
+        self.note_kept(&table, action, kept);
+        Ok(())
+    }
+
+    /// Tables with per-row attributes: rows are read with their attributes, decided in batches,
+    /// and each decision applied set-based (keys as arrays).
+    fn apply_rows(&mut self, client: &mut SpiClient<'_>, index: usize, step: &Step) -> ExtResult<()> {
+        let table = step.table.clone();
+        let category = self.map.map.table(&table).category.clone();
+        let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
+        let mut rows: Vec<(i64, serde_json::Map<String, serde_json::Value>)> = Vec::new();
+        for row in run(client, &stmt, &root_args(&self.roots))? {
+            let key: i64 = row.get(1)?.unwrap_or_default();
+            let attrs = match row.get::<JsonB>(2)? {
+                Some(JsonB(serde_json::Value::Object(m))) => m,
+                _ => Default::default(),
+            };
+            rows.push((key, attrs));
+        }
+        let batch = guc::DECISION_BATCH_ROWS.get().max(1) as usize;
+        let mut erase_keys = Vec::new();
+        let mut anonymize_keys = Vec::new();
+        let mut ledger: Vec<(i64, Verdict)> = Vec::new();
+        for chunk in rows.chunks(batch) {
+            let records = chunk
+                .iter()
+                .map(|(_, attrs)| Record {
+                    table: table.clone(),
+                    category: category.clone(),
+                    attrs: attrs.clone(),
+                    group: false,
+                })
+                .collect();
+            let verdicts = self.decide(records)?;
+            for ((key, _), v) in chunk.iter().zip(verdicts) {
+                match v.action {
+                    Action::Erase => erase_keys.push(*key),
+                    Action::Anonymize => {
+                        anonymize_keys.push(*key);
+                        ledger.push((*key, v));
+                    }
+                    Action::Retain | Action::Hold => ledger.push((*key, v)),
+                }
+            }
+        }
+        let outbox = self.map.map.table(&table).outbox.is_some();
+        if !erase_keys.is_empty() {
+            let stmt = self.statement(client, index, step, StatementKind::EraseKeys)?;
+            let mut args: Vec<DatumWithOid> = vec![erase_keys.clone().into()];
+            if outbox {
+                args.push(self.info.request_id.into());
+                args.push(table.as_str().into());
+            }
+            let n = run(client, &stmt, &args)?.len() as i64;
+            self.counts(&table).erased += n;
+            if outbox {
+                self.outcome.storage_objects_queued += n;
+            }
+        }
+        if !anonymize_keys.is_empty() {
+            let stmt = self.statement(client, index, step, StatementKind::AnonymizeKeys)?;
+            let mut args: Vec<DatumWithOid> = vec![anonymize_keys.clone().into()];
+            for (_, v) in anonymize_values(&self.map.map, &table) {
+                args.push(v.into());
+            }
+            run(client, &stmt, &args)?;
+        }
+        if !ledger.is_empty() {
+            insert_ledger_rows(client, self.info.request_id, &table, &ledger)?;
+            for (_, v) in &ledger {
+                self.counts(&table).count(v.action, 1);
+                self.note_kept(&table, v.action, 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ledger rows for row-level verdicts, in one statement.
+fn insert_ledger_rows(
+    client: &mut SpiClient<'_>,
+    request_id: i64,
+    table: &str,
+    rows: &[(i64, Verdict)],
+) -> ExtResult<()> {
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("ledger_rows"),
+        || {
+            format!(
+                "INSERT INTO erasure.ledger ({}) SELECT $1, $2, k, a, u::timestamptz, b, s, c
+                   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS x(k, a, u, b, s, c)",
+                statements::LEDGER_COLUMNS
+            )
+        },
+        || {
+            let ta = PgOid::from(pg_sys::TEXTARRAYOID);
+            vec![
+                PgOid::from(pg_sys::INT8OID),
+                text(),
+                PgOid::from(pg_sys::INT8ARRAYOID),
+                ta,
+                ta,
+                ta,
+                ta,
+                ta,
+            ]
+        },
+    )?;
+    let keys: Vec<i64> = rows.iter().map(|(k, _)| *k).collect();
+    let actions: Vec<String> = rows.iter().map(|(_, v)| v.action.ledger_word().to_owned()).collect();
+    let untils: Vec<Option<String>> = rows.iter().map(|(_, v)| v.until.clone()).collect();
+    let bases: Vec<Option<String>> = rows.iter().map(|(_, v)| v.basis.clone()).collect();
+    let shas: Vec<String> = rows.iter().map(|(_, v)| v.module.clone()).collect();
+    let cases: Vec<Option<String>> = rows.iter().map(|(_, v)| v.case_ref.clone()).collect();
+    run(
+        client,
+        &stmt,
+        &[
+            request_id.into(),
+            table.into(),
+            keys.into(),
+            actions.into(),
+            untils.into(),
+            bases.into(),
+            shas.into(),
+            cases.into(),
+        ],
+    )?;
+    Ok(())
+}

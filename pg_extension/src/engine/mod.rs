@@ -1,0 +1,11 @@
+//! The erasure engine inside the backend: SPI, caches, the rule host, requests.
+
+pub mod datamap;
+pub mod erase;
+pub mod failures;
+pub mod modules;
+pub mod purge;
+pub mod request;
+pub mod rules;
+pub mod statements;
+pub mod subxact;

@@ -1,0 +1,214 @@
+//! Erasure requests: ids and confirmation codes, the `erasure.requests` row, deadlines, the
+//! report, and the record of a failed request, which must survive the rollback of its erasure.
+
+use erasure_core::subject::Subject;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use serde_json::json;
+
+use super::erase::{erase, RequestInfo};
+use super::failures::{self, FailedRequest};
+use super::statements::{prepared, run, StatementId};
+use crate::error::{ExtError, ExtResult};
+
+/// Where a request came from: the three ways the data-deletion page offers, plus callers.
+pub fn check_source(source: &str) -> ExtResult<()> {
+    let ok = !source.is_empty()
+        && source.len() <= 32
+        && source.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ExtError::InvalidArgument(
+            "source must be a short lowercase word such as api, self_service, email, meta_callback".into(),
+        ))
+    }
+}
+
+struct Identity {
+    request_id: i64,
+    confirmation_code: String,
+    salt: String,
+}
+
+fn new_identity(client: &SpiClient<'_>) -> ExtResult<Identity> {
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("new_request"),
+        || {
+            "SELECT nextval('erasure.requests_id_seq'),
+                    'ER-' || upper(substr(replace(gen_random_uuid()::text, '-', ''), 1, 20)),
+                    (SELECT subject_salt FROM erasure.settings)"
+                .into()
+        },
+        Vec::new,
+    )?;
+    let row = client.select(&*stmt, None, &[])?.first();
+    Ok(Identity {
+        request_id: row.get(1)?.unwrap_or_default(),
+        confirmation_code: row.get(2)?.unwrap_or_default(),
+        salt: row.get(3)?.unwrap_or_default(),
+    })
+}
+
+pub fn subject_salt(client: &SpiClient<'_>) -> ExtResult<String> {
+    Ok(client
+        .select("SELECT subject_salt FROM erasure.settings", None, &[])?
+        .first()
+        .get_one::<String>()?
+        .unwrap_or_default())
+}
+
+/// `request_erasure`: erases, records the request, returns the report. On any error the
+/// erasure rolls back with the caller's transaction, and the failure is recorded by a
+/// background worker in a transaction of its own.
+pub fn request_erasure(subject: &str, org_id: Option<i64>, source: &str) -> JsonB {
+    let (identity, parsed) = Spi::connect(|client| -> ExtResult<(Identity, Result<Subject, ExtError>)> {
+        Ok((new_identity(&client)?, Subject::parse(subject).map_err(ExtError::from)))
+    })
+    .unwrap_or_else(|e| e.raise());
+
+    let failed = FailedRequest {
+        request_id: identity.request_id,
+        confirmation_code: identity.confirmation_code.clone(),
+        subject_kind: parsed.as_ref().ok().map(|s| s.kind.as_str().to_owned()),
+        subject_hash: parsed.as_ref().ok().map(|s| s.hash(&identity.salt)),
+        org_id,
+        source: source.chars().take(32).collect(),
+        error_code: String::new(),
+        error_message: String::new(),
+    };
+    failures::guard(failed, || {
+        check_source(source).unwrap_or_else(|e| e.raise());
+        let subject = parsed.unwrap_or_else(|e| e.raise());
+        Spi::connect_mut(|client| record_completed(client, &identity, &subject, org_id, source))
+            .unwrap_or_else(|e| e.raise())
+    })
+}
+
+fn record_completed(
+    client: &mut SpiClient<'_>,
+    identity: &Identity,
+    subject: &Subject,
+    org_id: Option<i64>,
+    source: &str,
+) -> ExtResult<JsonB> {
+    let hash = subject.hash(&identity.salt);
+    let info = RequestInfo {
+        request_id: identity.request_id,
+        subject,
+        subject_hash: &hash,
+        org_id,
+        source,
+    };
+    let outcome = erase(client, &info)?;
+    let mut report = serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))?;
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("insert_request"),
+        || {
+            "INSERT INTO erasure.requests (id, confirmation_code, status, subject_kind, subject_hash, org_id, source,
+                                           requested_at, acknowledge_by, complete_by, completed_at, backups_purged_by, report)
+             VALUES ($1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
+                     clock_timestamp(), now() + interval '30 days', $7)
+             RETURNING to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                       to_char(backups_purged_by AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                .into()
+        },
+        || {
+            vec![
+                PgOid::from(pg_sys::INT8OID),
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::INT8OID),
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::JSONBOID),
+            ]
+        },
+    )?;
+    let obj = report.as_object_mut().expect("report is an object");
+    obj.insert("request_id".into(), json!(identity.request_id));
+    obj.insert("confirmation_code".into(), json!(identity.confirmation_code));
+    obj.insert("status".into(), json!("completed"));
+    obj.insert("source".into(), json!(source));
+    let row = run(
+        client,
+        &stmt,
+        &[
+            identity.request_id.into(),
+            identity.confirmation_code.as_str().into(),
+            subject.kind.as_str().into(),
+            hash.as_str().into(),
+            org_id.into(),
+            source.into(),
+            JsonB(report.clone()).into(),
+        ],
+    )?
+    .first();
+    let completed_at: Option<String> = row.get(1)?;
+    let backups: Option<String> = row.get(2)?;
+    let obj = report.as_object_mut().expect("report is an object");
+    obj.insert("completed_at".into(), json!(completed_at));
+    obj.insert("backups_purged_by".into(), json!(backups));
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("audit_request"),
+        || {
+            "INSERT INTO erasure.audit_log (event, request_id, detail)
+             VALUES ('erasure_completed', $1, jsonb_build_object('subject_kind', $2::text, 'subject_hash', $3::text,
+                     'totals', $4::jsonb, 'modules', $5::jsonb))"
+                .into()
+        },
+        || {
+            vec![
+                PgOid::from(pg_sys::INT8OID),
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::JSONBOID),
+                PgOid::from(pg_sys::JSONBOID),
+            ]
+        },
+    )?;
+    run(
+        client,
+        &stmt,
+        &[
+            identity.request_id.into(),
+            subject.kind.as_str().into(),
+            hash.as_str().into(),
+            JsonB(report["totals"].clone()).into(),
+            JsonB(report["modules"].clone()).into(),
+        ],
+    )?;
+    Ok(JsonB(report))
+}
+
+/// `preview_erasure`: the same erasure, run inside a subtransaction that is always rolled back,
+/// so the report is exactly what `request_erasure` would do and nothing changes.
+pub fn preview_erasure(subject: &str, org_id: Option<i64>) -> JsonB {
+    let subject = Subject::parse(subject).unwrap_or_else(|e| ExtError::from(e).raise());
+    let outcome = super::subxact::rolled_back(|| {
+        Spi::connect_mut(|client| -> ExtResult<serde_json::Value> {
+            let salt = subject_salt(client)?;
+            let hash = subject.hash(&salt);
+            let info = RequestInfo {
+                request_id: 0,
+                subject: &subject,
+                subject_hash: &hash,
+                org_id,
+                source: "preview",
+            };
+            let outcome = erase(client, &info)?;
+            serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))
+        })
+        .unwrap_or_else(|e| e.raise())
+    });
+    let mut report = outcome;
+    let obj = report.as_object_mut().expect("report is an object");
+    obj.insert("request_id".into(), serde_json::Value::Null);
+    obj.insert("confirmation_code".into(), serde_json::Value::Null);
+    obj.insert("status".into(), json!("preview"));
+    JsonB(report)
+}

@@ -1,0 +1,74 @@
+//! Prepared statements, prepared once per backend and kept (`SPI_keepplan`) for reuse.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+
+use crate::error::ExtResult;
+
+/// Identifies a statement: fixed utility statements by name, plan statements by the data map
+/// version, subject kind, step and statement kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StatementId {
+    Fixed(&'static str),
+    Plan {
+        map_id: i64,
+        kind: erasure_core::subject::SubjectKind,
+        step: usize,
+        what: erasure_core::statements::StatementKind,
+    },
+    Root {
+        map_id: i64,
+        kind: erasure_core::subject::SubjectKind,
+        root: usize,
+    },
+    Purge {
+        map_id: i64,
+        table: usize,
+    },
+}
+
+thread_local! {
+    static PREPARED: RefCell<HashMap<StatementId, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+}
+
+/// Returns the kept statement for `id`, preparing `sql` with `types` the first time.
+pub fn prepared(
+    client: &SpiClient<'_>,
+    id: StatementId,
+    sql: impl FnOnce() -> String,
+    types: impl FnOnce() -> Vec<PgOid>,
+) -> ExtResult<Rc<OwnedPreparedStatement>> {
+    if let Some(stmt) = PREPARED.with(|p| p.borrow().get(&id).cloned()) {
+        return Ok(stmt);
+    }
+    let text = sql();
+    let stmt = Rc::new(client.prepare_mut(text.as_str(), &types())?.keep());
+    PREPARED.with(|p| p.borrow_mut().insert(id, stmt.clone()));
+    Ok(stmt)
+}
+
+/// Drops every statement of older data maps.
+pub fn forget_plans_except(map_id: i64) {
+    PREPARED.with(|p| {
+        p.borrow_mut().retain(|id, _| match id {
+            StatementId::Fixed(_) => true,
+            StatementId::Plan { map_id: m, .. }
+            | StatementId::Root { map_id: m, .. }
+            | StatementId::Purge { map_id: m, .. } => *m == map_id,
+        })
+    });
+}
+
+/// Runs a kept statement that may write.
+pub fn run<'conn>(
+    client: &mut SpiClient<'conn>,
+    stmt: &OwnedPreparedStatement,
+    args: &[DatumWithOid<'_>],
+) -> ExtResult<SpiTupleTable<'conn>> {
+    Ok(client.update(stmt, None, args)?)
+}

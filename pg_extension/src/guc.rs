@@ -1,0 +1,75 @@
+//! Every setting of the extension, registered in one place.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Fuel (roughly, WebAssembly instructions) one rule-module call may burn.
+pub static MODULE_FUEL: GucSetting<i32> = GucSetting::<i32>::new(200_000_000);
+/// Memory one rule-module instance may grow to, in MiB.
+pub static MODULE_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(16);
+/// Largest output a rule module may return, in MiB.
+pub static MODULE_OUTPUT_MB: GucSetting<i32> = GucSetting::<i32>::new(16);
+/// Rows per rule-module call where the data map asks for per-row decisions.
+pub static DECISION_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+/// Rows `purge_due()` deletes per statement, so no lock is held for long.
+pub static PURGE_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"erasure.module_fuel",
+        c"Fuel budget of one rule-module call.",
+        c"A call that runs out traps and aborts the erasure; nothing is deleted.",
+        &MODULE_FUEL,
+        10_000,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"erasure.module_memory_mb",
+        c"Memory cap of one rule-module instance, in MiB.",
+        c"Growing past it fails inside the module; modules declaring more are refused at install.",
+        &MODULE_MEMORY_MB,
+        1,
+        1024,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"erasure.module_output_mb",
+        c"Largest output of one rule-module call, in MiB.",
+        c"",
+        &MODULE_OUTPUT_MB,
+        1,
+        1024,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"erasure.decision_batch_rows",
+        c"Rows per rule-module call for tables with per-row attributes.",
+        c"",
+        &DECISION_BATCH_ROWS,
+        1,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"erasure.purge_batch_rows",
+        c"Rows purge_due() deletes per statement.",
+        c"Smaller batches hold row locks for less time.",
+        &PURGE_BATCH_ROWS,
+        1,
+        10_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+pub fn limits() -> erasure_rule_host::Limits {
+    erasure_rule_host::Limits {
+        fuel: MODULE_FUEL.get() as u64,
+        memory_bytes: MODULE_MEMORY_MB.get() as usize * 1024 * 1024,
+        output_bytes: MODULE_OUTPUT_MB.get() as usize * 1024 * 1024,
+    }
+}

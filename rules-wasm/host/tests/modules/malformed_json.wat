@@ -1,0 +1,9 @@
+;; Hostile: answers truncated JSON.
+(module
+  (memory (export "memory") 1)
+  (func (export "erasure_abi_version") (result i32) (i32.const 1))
+  ;; Input goes to 1024; test inputs are small.
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (data (i32.const 0) "{\"decisions\": [")
+  (func (export "evaluate") (param i32 i32) (result i64)
+    (i64.const 15))) ;; pointer 0, length 15

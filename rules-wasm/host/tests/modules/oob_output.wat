@@ -1,0 +1,9 @@
+;; Hostile: points its answer past the end of its 64 KiB memory
+;; (pointer 0xfffffff0, length 32). The host must not read there.
+(module
+  (memory (export "memory") 1)
+  (func (export "erasure_abi_version") (result i32) (i32.const 1))
+  ;; Input goes to 1024; test inputs are small.
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "evaluate") (param i32 i32) (result i64)
+    (i64.const 0xfffffff0_00000020)))

@@ -1,0 +1,493 @@
+//! End-to-end erasures against the reference CRM, one per subject kind, checked by independent
+//! queries: exact per-table counts, nothing of the subject left, bystanders untouched, kept rows
+//! exactly the ones the policy names.
+
+use erasure_tests::*;
+use serde_json::Value;
+
+/// The rows of one hand-made end-customer.
+struct Person {
+    contact: i64,
+    phone: String,
+    email: String,
+    name: String,
+    secret: String,
+}
+
+/// A contact in `org` with a known number of rows in every table that can hold their data.
+fn make_contact(db: &mut TestDb, org: i64, tag: &str, phone: &str) -> Person {
+    let p = Person {
+        contact: 0,
+        phone: phone.to_owned(),
+        email: format!("{tag}.Person@Example.COM"),
+        name: format!("Person {tag}"),
+        secret: format!("secret-message-{tag}"),
+    };
+    let c = &mut db.client;
+    let contact: i64 = c
+        .query_one(
+            "INSERT INTO contacts (org_id, phone_e164, email, name, lifecycle_stage) VALUES ($1, $2, $3, $4, 'customer') RETURNING id",
+            &[&org, &p.phone, &p.email, &p.name],
+        )
+        .unwrap()
+        .get(0);
+    let agent: i64 = c
+        .query_one("SELECT min(id) FROM users WHERE org_id = $1", &[&org])
+        .unwrap()
+        .get(0);
+    c.execute("INSERT INTO contact_labels (org_id, contact_id, label_id) SELECT $1, $2, id FROM labels WHERE org_id = $1 ORDER BY id LIMIT 2", &[&org, &contact]).unwrap();
+    c.execute("INSERT INTO segment_members (org_id, segment_id, contact_id) SELECT $1, id, $2 FROM segments WHERE org_id = $1 ORDER BY id LIMIT 1", &[&org, &contact]).unwrap();
+    c.execute("INSERT INTO lifecycle_events (org_id, contact_id, stage) VALUES ($1, $2, 'lead'), ($1, $2, 'customer')", &[&org, &contact]).unwrap();
+    let conv: i64 = c
+        .query_one(
+            "INSERT INTO conversations (org_id, contact_id, assigned_user_id) VALUES ($1, $2, $3) RETURNING id",
+            &[&org, &contact, &agent],
+        )
+        .unwrap()
+        .get(0);
+    let first: i64 = c
+        .query_one(
+            "INSERT INTO messages (org_id, conversation_id, sender_user_id, body) VALUES ($1, $2, NULL, $3) RETURNING id",
+            &[&org, &conv, &p.secret],
+        )
+        .unwrap()
+        .get(0);
+    c.execute(
+        "INSERT INTO messages (org_id, conversation_id, sender_user_id, body) VALUES ($1, $2, $3, 'how can we help?'), ($1, $2, NULL, $4)",
+        &[&org, &conv, &agent, &format!("my phone is {}", p.phone)],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO media (org_id, message_id, kind, storage_key) VALUES ($1, $2, 'image', $3), ($1, $2, 'audio', $4)",
+        &[&org, &first, &format!("org/{org}/media/{tag}-1"), &format!("org/{org}/media/{tag}-2")],
+    )
+    .unwrap();
+    let order: i64 = c
+        .query_one("INSERT INTO orders (org_id, contact_id, total) VALUES ($1, $2, 42) RETURNING id", &[&org, &contact])
+        .unwrap()
+        .get(0);
+    c.execute("INSERT INTO order_items (org_id, order_id, sku, quantity, unit_price) VALUES ($1, $2, 'A', 1, 20), ($1, $2, 'B', 2, 11)", &[&org, &order]).unwrap();
+    c.execute("INSERT INTO reorder_cycles (org_id, contact_id, interval_days) VALUES ($1, $2, 30)", &[&org, &contact]).unwrap();
+    c.execute(
+        "INSERT INTO ai_logs (org_id, contact_id, conversation_id, prompt, response) VALUES ($1, $2, $3, $4, 'ok'), ($1, $2, NULL, 'summarise', $4)",
+        &[&org, &contact, &conv, &format!("reply to {}", p.name)],
+    )
+    .unwrap();
+    c.execute("INSERT INTO ai_prompt_cache (org_id, contact_id, prompt, response) VALUES ($1, $2, $3, 'cached')", &[&org, &contact, &p.email]).unwrap();
+    Person { contact, ..p }
+}
+
+/// The counts a full erasure of a `make_contact` person reports.
+fn assert_person_erased(report: &Value) {
+    for (table, n) in [
+        ("contacts", 1),
+        ("contact_labels", 2),
+        ("segment_members", 1),
+        ("lifecycle_events", 2),
+        ("conversations", 1),
+        ("messages", 3),
+        ("media", 2),
+        ("orders", 1),
+        ("order_items", 2),
+        ("reorder_cycles", 1),
+        ("ai_logs", 2),
+        ("ai_prompt_cache", 1),
+    ] {
+        assert_counts(report, table, (n, 0, 0, 0));
+    }
+    assert_eq!(report["status"], "completed");
+    assert_eq!(report["storage_objects_queued"], 2);
+    assert_eq!(report["totals"]["erased"], 19);
+    for slot in ["retention", "legal_hold"] {
+        assert_eq!(report["modules"][slot].as_str().map(str::len), Some(64), "{report:#}");
+    }
+}
+
+/// Rows of a contact left anywhere, by independent queries.
+fn residual_rows(db: &mut TestDb, contact: i64) -> i64 {
+    db.count(
+        "SELECT (SELECT count(*) FROM contacts WHERE id = $1)
+              + (SELECT count(*) FROM contact_labels WHERE contact_id = $1)
+              + (SELECT count(*) FROM segment_members WHERE contact_id = $1)
+              + (SELECT count(*) FROM lifecycle_events WHERE contact_id = $1)
+              + (SELECT count(*) FROM conversations WHERE contact_id = $1)
+              + (SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation_id WHERE v.contact_id = $1)
+              + (SELECT count(*) FROM orders WHERE contact_id = $1)
+              + (SELECT count(*) FROM reorder_cycles WHERE contact_id = $1)
+              + (SELECT count(*) FROM ai_logs WHERE contact_id = $1)
+              + (SELECT count(*) FROM ai_prompt_cache WHERE contact_id = $1)",
+        &[&contact],
+    )
+}
+
+fn table_sizes(db: &mut TestDb) -> Vec<(String, i64)> {
+    let tables: Vec<String> = db
+        .client
+        .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables
+        .into_iter()
+        .map(|t| {
+            let n = db.count(&format!("SELECT count(*) FROM public.{t}"), &[]);
+            (t, n)
+        })
+        .collect()
+}
+
+fn erase(db: &mut TestDb, subject: &str) -> Value {
+    db.json("SELECT erasure.request_erasure($1)", &[&subject])
+}
+
+#[test]
+fn contact_erasure_removes_everything_and_only_that() {
+    let mut db = TestDb::new("contact");
+    let p = make_contact(&mut db, 1, "alice", "+4915111111111");
+    let bystander = make_contact(&mut db, 1, "bob", "+4915122222222");
+    let before = table_sizes(&mut db);
+    let report = erase(&mut db, &format!("contact:{}", p.contact));
+    assert_person_erased(&report);
+    assert_eq!(residual_rows(&mut db, p.contact), 0);
+    assert_eq!(residual_rows(&mut db, bystander.contact), 15);
+    // Exactly the reported rows went, table by table.
+    for ((t, b), (_, a)) in before.iter().zip(table_sizes(&mut db)) {
+        let erased = report["tables"][t.as_str()]["erased"].as_i64().unwrap_or(0);
+        assert_eq!(b - a, erased, "{t}");
+    }
+    // Nothing kept, so nothing in the ledger; the media objects are queued for deletion.
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.storage_outbox WHERE object_key LIKE '%/alice-%'", &[]),
+        2
+    );
+    // The request is recorded with its confirmation code and deadlines.
+    let code = report["confirmation_code"].as_str().unwrap().to_owned();
+    let status = db.json("SELECT erasure.request_status($1)", &[&code]);
+    assert_eq!(status["status"], "completed");
+    assert_eq!(status["request_id"], report["request_id"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.requests WHERE complete_by = requested_at + interval '30 days' AND acknowledge_by = requested_at + interval '7 days'", &[]),
+        1
+    );
+}
+
+#[test]
+fn end_customer_data_occurs_nowhere_after_erasure() {
+    let mut db = TestDb::new("nowhere");
+    let p = make_contact(&mut db, 2, "carol", "+4915133333333");
+    // Requested by phone number, written with separators as a person would.
+    let report = db.json("SELECT erasure.request_erasure('phone:+49 151 333-333.33', NULL, 'email')", &[]);
+    assert_person_erased(&report);
+    for needle in [&p.phone, &p.email, &p.name, &p.secret, "4915133333333"] {
+        assert_eq!(db.tables_containing(needle), Vec::<String>::new(), "{needle} still stored");
+    }
+}
+
+#[test]
+fn email_subject_matches_case_insensitively_and_org_narrows() {
+    let mut db = TestDb::new("email");
+    let in_org1 = make_contact(&mut db, 1, "dave", "+4915144444444");
+    let in_org2 = make_contact(&mut db, 2, "dave", "+4915155555555");
+    let report = db.json(
+        "SELECT erasure.request_erasure('email:DAVE.person@example.com', 2)",
+        &[],
+    );
+    assert_person_erased(&report);
+    assert_eq!(residual_rows(&mut db, in_org2.contact), 0);
+    assert_eq!(residual_rows(&mut db, in_org1.contact), 15, "org_id narrows the match");
+    // Without org_id, every organization's match goes.
+    let report = db.json("SELECT erasure.request_erasure('email:dave.person@example.com')", &[]);
+    assert_person_erased(&report);
+    assert_eq!(residual_rows(&mut db, in_org1.contact), 0);
+}
+
+#[test]
+fn user_erasure_keeps_organization_data_and_anonymises_audit() {
+    let mut db = TestDb::new("user");
+    let c = &mut db.client;
+    let user: i64 = c
+        .query_one(
+            "INSERT INTO users (org_id, email, full_name, phone, password_hash) VALUES (1, 'erin@crm.example', 'Erin Agent', '+4915166666666', 'x') RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.execute("INSERT INTO team_memberships (org_id, user_id, role) VALUES (1, $1, 'agent')", &[&user]).unwrap();
+    c.execute("INSERT INTO channel_connections (org_id, user_id, provider, access_token) VALUES (1, $1, 'telegram', 'tok-erin-1'), (1, $1, 'instagram', 'tok-erin-2')", &[&user]).unwrap();
+    let customer = make_contact(&mut db, 1, "frank", "+4915177777777");
+    let c = &mut db.client;
+    let conv: i64 = c
+        .query_one("SELECT id FROM conversations WHERE contact_id = $1", &[&customer.contact])
+        .unwrap()
+        .get(0);
+    c.execute("UPDATE conversations SET assigned_user_id = $1 WHERE id = $2", &[&user, &conv]).unwrap();
+    c.execute("INSERT INTO messages (org_id, conversation_id, sender_user_id, body) VALUES (1, $1, $2, 'agent says hi'), (1, $1, $2, 'agent says bye')", &[&conv, &user]).unwrap();
+    c.execute(
+        "INSERT INTO audit_logs (org_id, actor_user_id, action, at, ip_address, details) VALUES
+           (1, $1, 'login', now() - interval '2 days', '10.1.2.3', 'erin@crm.example'),
+           (1, $1, 'export', now() - interval '200 days', '10.1.2.3', 'by Erin Agent'),
+           (1, $1, 'login', now() - interval '400 days', '10.1.2.3', 'old')",
+        &[&user],
+    )
+    .unwrap();
+    let messages_before = db.count("SELECT count(*) FROM messages", &[]);
+    let report = erase(&mut db, &format!("user:{user}"));
+    assert_counts(&report, "users", (1, 0, 0, 0));
+    assert_counts(&report, "team_memberships", (1, 0, 0, 0));
+    assert_counts(&report, "channel_connections", (2, 0, 0, 0));
+    // Audit rows: the two of the last 12 months anonymised and kept, the older one erased.
+    assert_counts(&report, "audit_logs", (1, 2, 0, 0));
+    assert_eq!(report["tables"]["messages"]["detached"], 2);
+    assert_eq!(report["tables"]["conversations"]["detached"], 1);
+    assert_counts(&report, "messages", (0, 0, 0, 0));
+    // Messages stay with the organization, without the link to the user.
+    assert_eq!(db.count("SELECT count(*) FROM messages", &[]), messages_before);
+    assert_eq!(db.count("SELECT count(*) FROM messages WHERE body LIKE 'agent says%' AND sender_user_id IS NULL", &[]), 2);
+    assert_eq!(db.count("SELECT count(*) FROM users WHERE id = $1", &[&user]), 0);
+    // Kept audit rows: timestamp and action stay, the personal fields are gone.
+    assert_eq!(
+        db.count("SELECT count(*) FROM audit_logs WHERE action IN ('login', 'export') AND actor_user_id IS NULL AND ip_address IS NULL AND details IS NULL AND at > now() - interval '1 year'", &[]),
+        2
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM erasure.ledger l JOIN audit_logs a ON a.id = l.row_key
+              WHERE l.table_name = 'audit_logs' AND l.action = 'anonymized' AND l.until = a.at + interval '12 months'
+                AND l.module_sha256 = $1 AND l.basis <> ''",
+            &[&report["modules"]["retention"].as_str().unwrap()]
+        ),
+        2
+    );
+    assert!(db.tables_containing("erin@crm.example").is_empty());
+    assert!(db.tables_containing("tok-erin").is_empty());
+    assert!(db.tables_containing("Erin Agent").is_empty());
+}
+
+#[test]
+fn meta_subject_erases_connections_it_authorised_and_its_user() {
+    let mut db = TestDb::new("meta");
+    let c = &mut db.client;
+    let user: i64 = c
+        .query_one("INSERT INTO users (org_id, email, full_name, meta_user_id) VALUES (2, 'gina@crm.example', 'Gina', 'MU-778899') RETURNING id", &[])
+        .unwrap()
+        .get(0);
+    let other: i64 = c.query_one("SELECT min(id) FROM users WHERE org_id = 1", &[]).unwrap().get(0);
+    c.execute("INSERT INTO team_memberships (org_id, user_id, role) VALUES (2, $1, 'admin')", &[&user]).unwrap();
+    c.execute("INSERT INTO channel_connections (org_id, user_id, provider, meta_user_id, access_token) VALUES (2, $1, 'meta', 'MU-778899', 'tok-a'), (2, $1, 'telegram', NULL, 'tok-b')", &[&user]).unwrap();
+    // Authorised by the same Meta user, but connected under another platform account.
+    c.execute("INSERT INTO channel_connections (org_id, user_id, provider, meta_user_id, access_token) VALUES (1, $1, 'instagram', 'MU-778899', 'tok-c')", &[&other]).unwrap();
+    let other_before = db.count("SELECT count(*) FROM channel_connections WHERE user_id = $1", &[&other]);
+    let report = erase(&mut db, "meta:MU-778899");
+    assert_counts(&report, "users", (1, 0, 0, 0));
+    assert_counts(&report, "team_memberships", (1, 0, 0, 0));
+    assert_counts(&report, "channel_connections", (3, 0, 0, 0));
+    assert_eq!(db.count("SELECT count(*) FROM channel_connections WHERE meta_user_id = 'MU-778899'", &[]), 0);
+    assert_eq!(db.count("SELECT count(*) FROM users WHERE id = $1", &[&other]), 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM channel_connections WHERE user_id = $1", &[&other]),
+        other_before - 1
+    );
+    assert!(db.tables_containing("MU-778899").is_empty());
+}
+
+#[test]
+fn organization_erasure_keeps_invoices_and_recent_audit_only() {
+    let mut db = TestDb::new("org");
+    let sizes_org1_before = org_sizes(&mut db, 1);
+    let invoices_recent = db.count("SELECT count(*) FROM invoices WHERE org_id = 2 AND issued_at + interval '7 years' > now()", &[]);
+    let invoices_old = db.count("SELECT count(*) FROM invoices WHERE org_id = 2", &[]) - invoices_recent;
+    let audit_recent = db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2 AND at + interval '12 months' > now()", &[]);
+    let audit_old = db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2", &[]) - audit_recent;
+    assert!(invoices_recent > 0 && invoices_old > 0 && audit_recent > 0, "generator spreads dates");
+    let org2 = org_sizes(&mut db, 2);
+
+    let report = erase(&mut db, "org:2");
+    assert_counts(&report, "invoices", (invoices_old, 0, invoices_recent, 0));
+    assert_counts(&report, "audit_logs", (audit_old, audit_recent, 0, 0));
+    // The organization row is still referenced by the kept rows: anonymised, kept as long.
+    assert_counts(&report, "organizations", (0, 1, 0, 0));
+    for (t, n) in &org2 {
+        if !["invoices", "audit_logs", "organizations"].contains(&t.as_str()) {
+            assert_counts(&report, t, (*n, 0, 0, 0));
+        }
+    }
+    let left = org_sizes(&mut db, 2);
+    for (t, n) in left {
+        let expected = match t.as_str() {
+            "invoices" => invoices_recent,
+            "audit_logs" => audit_recent,
+            "organizations" => 1,
+            _ => 0,
+        };
+        assert_eq!(n, expected, "{t} of org 2 after erasure");
+    }
+    assert_eq!(org_sizes(&mut db, 1), sizes_org1_before, "bystander organization untouched");
+    // The ledger names exactly the kept rows, with their dates and bases.
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.ledger l JOIN invoices i ON i.id = l.row_key WHERE l.table_name = 'invoices' AND l.action = 'retained' AND l.until = i.issued_at + interval '7 years' AND l.basis ILIKE '%tax%'", &[]),
+        invoices_recent
+    );
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'", &[]), audit_recent);
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.ledger l WHERE table_name = 'organizations' AND until = (SELECT max(issued_at) + interval '7 years' FROM invoices WHERE org_id = 2)", &[]),
+        1
+    );
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), invoices_recent + audit_recent + 1);
+    assert_eq!(db.count("SELECT count(*) FROM organizations WHERE id = 2 AND name = 'erased organization'", &[]), 1);
+}
+
+fn org_sizes(db: &mut TestDb, org: i64) -> Vec<(String, i64)> {
+    let tables: Vec<String> = db
+        .client
+        .query(
+            "SELECT table_name::text FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'org_id' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out: Vec<(String, i64)> = tables
+        .into_iter()
+        .map(|t| {
+            let n = db.count(&format!("SELECT count(*) FROM public.{t} WHERE org_id = $1"), &[&org]);
+            (t, n)
+        })
+        .collect();
+    out.push(("organizations".into(), db.count("SELECT count(*) FROM organizations WHERE id = $1", &[&org])));
+    out
+}
+
+#[test]
+fn purge_due_deletes_what_is_due_and_nothing_else() {
+    let mut db = TestDb::new("purge");
+    erase(&mut db, "org:2");
+    let kept = db.count("SELECT count(*) FROM erasure.ledger", &[]);
+    // Nothing is due yet.
+    let purge = db.json("SELECT erasure.purge_due()", &[]);
+    assert_eq!(purge["purged"], 0);
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), kept);
+    // Time passes for the audit rows.
+    db.client.execute("UPDATE erasure.ledger SET until = now() - interval '1 second' WHERE table_name = 'audit_logs'", &[]).unwrap();
+    let due = db.count("SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'", &[]);
+    let purge = db.json("SELECT erasure.purge_due()", &[]);
+    assert_eq!(purge["purged"], due);
+    assert_eq!(purge["tables"]["audit_logs"]["purged"], due);
+    assert_eq!(db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2", &[]), 0);
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), kept - due);
+}
+
+#[test]
+fn legal_hold_keeps_the_subject_data() {
+    let mut db = TestDb::new("hold");
+    let p = make_contact(&mut db, 1, "hank", "+4915188888888");
+    let hold: i64 = db
+        .client
+        .query_one("SELECT erasure.place_hold($1, 'CASE-2026-17')", &[&format!("contact:{}", p.contact)])
+        .unwrap()
+        .get(0);
+    let report = erase(&mut db, &format!("contact:{}", p.contact));
+    assert_counts(&report, "messages", (0, 0, 0, 3));
+    assert_counts(&report, "contacts", (0, 0, 0, 1));
+    assert_eq!(report["totals"]["erased"], 0);
+    assert_eq!(residual_rows(&mut db, p.contact), 15);
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger WHERE action = 'held' AND case_ref = 'CASE-2026-17'", &[]), 19);
+    // Released: the held rows become due and purge_due erases them.
+    db.client.execute("SELECT erasure.release_hold($1)", &[&hold]).unwrap();
+    let purge = db.json("SELECT erasure.purge_due()", &[]);
+    assert_eq!(purge["purged"], 19, "{purge:#}");
+    assert_eq!(residual_rows(&mut db, p.contact), 0);
+}
+
+#[test]
+fn preview_changes_nothing_and_matches_the_request() {
+    let mut db = TestDb::new("preview");
+    let p = make_contact(&mut db, 1, "ivy", "+4915199999999");
+    let before = db.fingerprint();
+    let preview = db.json("SELECT erasure.preview_erasure($1)", &[&format!("contact:{}", p.contact)]);
+    assert_eq!(db.fingerprint(), before, "preview changed the database");
+    assert_eq!(preview["status"], "preview");
+    assert_person_erased(&Value::Object({
+        let mut m = preview.as_object().unwrap().clone();
+        m.insert("status".into(), "completed".into());
+        m
+    }));
+    let org_preview = db.json("SELECT erasure.preview_erasure('org:1')", &[]);
+    assert_eq!(db.fingerprint(), before, "org preview changed the database");
+    let report = erase(&mut db, "org:1");
+    assert_eq!(org_preview["tables"], report["tables"]);
+}
+
+#[test]
+fn malformed_subjects_are_refused_with_22023_and_recorded() {
+    let mut db = TestDb::new("malformed");
+    let before = db.fingerprint();
+    for bad in ["contact:abc", "phone:12345", "email:nobody", "person:1", "", "contact:0", "phone:+49 151 12"] {
+        let msg = assert_sqlstate(db.client.query("SELECT erasure.request_erasure($1)", &[&bad]), "22023");
+        assert!(msg.contains("accepted forms"), "{msg}");
+        if bad.len() > 8 {
+            assert!(!msg.contains(&bad[6..]), "message echoes the value: {msg}");
+        }
+    }
+    let id = last_request_id(&mut db);
+    let recorded = wait_for_failed_request(&mut db, id).expect("failed request recorded");
+    assert_eq!(recorded, ("failed".to_owned(), "22023".to_owned()));
+    // Nothing of the CRM changed (the failed-request rows are the extension's own).
+    let after = db.fingerprint();
+    for ((t, a), (_, b)) in before.iter().zip(after.iter()) {
+        if t.starts_with("public.") {
+            assert_eq!(a, b, "{t} changed");
+        }
+    }
+    assert_sqlstate(db.client.query("SELECT erasure.request_erasure('contact:1', NULL, 'Bad Source!')", &[]), "22023");
+}
+
+#[test]
+fn subject_without_data_completes_with_zero_counts() {
+    let mut db = TestDb::new("nodata");
+    let report = erase(&mut db, "contact:987654321");
+    assert_eq!(report["status"], "completed");
+    assert_eq!(report["totals"]["erased"], 0);
+    assert_eq!(report["root_rows"], 0);
+    assert!(report["tables"]["messages"].is_object());
+}
+
+#[test]
+fn roles_and_privileges() {
+    let mut db = TestDb::new("roles");
+    let public_exec = db.count(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'erasure' AND has_function_privilege('public', p.oid, 'EXECUTE')",
+        &[],
+    );
+    assert_eq!(public_exec, 0, "no erasure function is executable by PUBLIC");
+    let not_definer = db.count(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'erasure' AND p.proname <> 'reference_data_map'
+            AND NOT (p.prosecdef AND array_to_string(p.proconfig, ',') LIKE 'search_path=%')",
+        &[],
+    );
+    assert_eq!(not_definer, 0, "every function is SECURITY DEFINER with a fixed search_path");
+    let undocumented = db.count(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'erasure' AND obj_description(p.oid, 'pg_proc') IS NULL",
+        &[],
+    );
+    assert_eq!(undocumented, 0);
+    let undocumented_tables = db.count(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'erasure'
+           AND obj_description(format('erasure.%I', tablename)::regclass, 'pg_class') IS NULL",
+        &[],
+    );
+    assert_eq!(undocumented_tables, 0);
+    // The application role can file requests but not install modules.
+    db.client.batch_execute("CREATE ROLE erasure_test_app LOGIN IN ROLE erasure_app").ok();
+    db.client.batch_execute("SET ROLE erasure_app").unwrap();
+    let report = db.json("SELECT erasure.request_erasure('contact:987654321')", &[]);
+    assert_eq!(report["status"], "completed");
+    assert_sqlstate(db.client.query("SELECT erasure.install_default_modules()", &[]), "42501");
+    assert_sqlstate(db.client.query("SELECT count(*) FROM erasure.ledger", &[]), "42501");
+    db.client.batch_execute("RESET ROLE").unwrap();
+}
