@@ -6,7 +6,11 @@ set -euo pipefail
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION=0.18.1
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+AS_POSTGRES=(runuser -u postgres --)
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+    AS_POSTGRES=(sudo -u postgres)
+fi
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
@@ -46,9 +50,9 @@ if ! pg_lsclusters -h | grep -q "^15 *main .*online"; then
     $SUDO pg_ctlcluster 15 main start
 fi
 me=$(id -un)
-if ! $SUDO -u postgres psql -Atqc "SELECT 1 FROM pg_roles WHERE rolname = '$me'" | grep -q 1; then
-    $SUDO -u postgres createuser --superuser "$me"
+if ! "${AS_POSTGRES[@]}" psql -Atqc "SELECT 1 FROM pg_roles WHERE rolname = '$me'" | grep -q 1; then
+    "${AS_POSTGRES[@]}" createuser --superuser "$me"
 fi
-if ! $SUDO -u postgres psql -Atqc "SELECT 1 FROM pg_database WHERE datname = '$me'" | grep -q 1; then
-    $SUDO -u postgres createdb --owner "$me" "$me"
+if ! "${AS_POSTGRES[@]}" psql -Atqc "SELECT 1 FROM pg_database WHERE datname = '$me'" | grep -q 1; then
+    "${AS_POSTGRES[@]}" createdb --owner "$me" "$me"
 fi

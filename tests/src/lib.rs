@@ -37,9 +37,10 @@ fn ensure_template() {
     TEMPLATE_READY.call_once(|| {
         let mut admin = connect("postgres");
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE); CREATE DATABASE {TEMPLATE}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
             .unwrap();
         let mut c = connect(TEMPLATE);
         c.batch_execute(&repo_file("sql/crm_schema.sql")).unwrap();
@@ -63,9 +64,10 @@ impl TestDb {
         let name = format!("erasure_t_{test}");
         let mut admin = connect("postgres");
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name} TEMPLATE {TEMPLATE}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
             .unwrap();
         TestDb {
             client: connect(&name),

@@ -254,7 +254,7 @@ fn user_erasure_keeps_organization_data_and_anonymises_audit() {
     assert_eq!(
         db.count(
             "SELECT count(*) FROM erasure.ledger l JOIN audit_logs a ON a.id = l.row_key
-              WHERE l.table_name = 'audit_logs' AND l.action = 'anonymized' AND l.until = a.at + interval '12 months'
+              WHERE l.table_name = 'audit_logs' AND l.action = 'anonymized' AND l.until = date_trunc('second', a.at + interval '12 months')
                 AND l.module_sha256 = $1 AND l.basis <> ''",
             &[&report["modules"]["retention"].as_str().unwrap()]
         ),
@@ -326,12 +326,12 @@ fn organization_erasure_keeps_invoices_and_recent_audit_only() {
     assert_eq!(org_sizes(&mut db, 1), sizes_org1_before, "bystander organization untouched");
     // The ledger names exactly the kept rows, with their dates and bases.
     assert_eq!(
-        db.count("SELECT count(*) FROM erasure.ledger l JOIN invoices i ON i.id = l.row_key WHERE l.table_name = 'invoices' AND l.action = 'retained' AND l.until = i.issued_at + interval '7 years' AND l.basis ILIKE '%tax%'", &[]),
+        db.count("SELECT count(*) FROM erasure.ledger l JOIN invoices i ON i.id = l.row_key WHERE l.table_name = 'invoices' AND l.action = 'retained' AND l.until = date_trunc('second', i.issued_at + interval '7 years') AND l.basis ILIKE '%tax%'", &[]),
         invoices_recent
     );
     assert_eq!(db.count("SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'", &[]), audit_recent);
     assert_eq!(
-        db.count("SELECT count(*) FROM erasure.ledger l WHERE table_name = 'organizations' AND until = (SELECT max(issued_at) + interval '7 years' FROM invoices WHERE org_id = 2)", &[]),
+        db.count("SELECT count(*) FROM erasure.ledger l WHERE table_name = 'organizations' AND until = (SELECT date_trunc('second', max(issued_at) + interval '7 years') FROM invoices WHERE org_id = 2)", &[]),
         1
     );
     assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), invoices_recent + audit_recent + 1);
@@ -424,11 +424,12 @@ fn preview_changes_nothing_and_matches_the_request() {
 fn malformed_subjects_are_refused_with_22023_and_recorded() {
     let mut db = TestDb::new("malformed");
     let before = db.fingerprint();
-    for bad in ["contact:abc", "phone:12345", "email:nobody", "person:1", "", "contact:0", "phone:+49 151 12"] {
+    for bad in ["contact:abc", "phone:98765", "email:nobody-here", "person:1", "", "contact:0", "phone:+49 151 77"] {
         let msg = assert_sqlstate(db.client.query("SELECT erasure.request_erasure($1)", &[&bad]), "22023");
         assert!(msg.contains("accepted forms"), "{msg}");
-        if bad.len() > 8 {
-            assert!(!msg.contains(&bad[6..]), "message echoes the value: {msg}");
+        let value = bad.split_once(':').map_or("", |(_, v)| v);
+        if value.len() >= 5 {
+            assert!(!msg.contains(value), "message echoes the value: {msg}");
         }
     }
     let id = last_request_id(&mut db);

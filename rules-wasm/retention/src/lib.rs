@@ -51,6 +51,13 @@ pub struct Config {
 struct RawConfig {
     #[serde(default)]
     regime: Option<String>,
+    // Human-readable title and counsel's note of a shipped schedule; not used by the rules.
+    #[serde(default)]
+    #[allow(dead_code)]
+    title: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: Option<String>,
     // Rules stay JSON until parsed one by one, so errors can name the category.
     #[serde(default)]
     default: Option<serde_json::Value>,
