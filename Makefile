@@ -31,7 +31,7 @@ test: install unit-test integration-test
 
 lint: modules
 	cargo fmt --all -- --check
-	cargo clippy --workspace --exclude erasure-rule-retention --exclude erasure-rule-legal-hold --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 demo: install
 	bash scripts/demo.sh $(DEMO_DB)

@@ -20,6 +20,9 @@ fn main() {
             );
         }
         println!("cargo:rerun-if-changed={}", path.display());
-        println!("cargo:rustc-env={env}={}", path.canonicalize().unwrap().display());
+        println!(
+            "cargo:rustc-env={env}={}",
+            path.canonicalize().unwrap().display()
+        );
     }
 }

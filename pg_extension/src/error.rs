@@ -65,7 +65,9 @@ impl ExtError {
             ExtError::Core(CoreError::MalformedSubject { .. }) => {
                 Some("write the subject as kind:value, e.g. contact:1001 or phone:+4915112345678")
             }
-            ExtError::NotReady(_) => Some("see README: SELECT erasure.setup_reference_crm() or erasure.load_data_map(...)"),
+            ExtError::NotReady(_) => Some(
+                "see README: SELECT erasure.setup_reference_crm() or erasure.load_data_map(...)",
+            ),
             _ => None,
         };
         let mut report = ErrorReport::new(code, self.to_string(), "pg_erasure");

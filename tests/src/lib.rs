@@ -12,10 +12,16 @@ use serde_json::Value;
 pub const TEMPLATE: &str = "erasure_test_template";
 
 fn os_user() -> String {
-    std::env::var("PGUSER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        let out = std::process::Command::new("id").arg("-un").output().expect("id -un");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    })
+    std::env::var("PGUSER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let out = std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .expect("id -un");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
 }
 
 pub fn connect(db: &str) -> Client {
@@ -25,7 +31,9 @@ pub fn connect(db: &str) -> Client {
 }
 
 fn repo_file(rel: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -45,7 +53,8 @@ fn ensure_template() {
         let mut c = connect(TEMPLATE);
         c.batch_execute(&repo_file("sql/crm_schema.sql")).unwrap();
         c.batch_execute(&repo_file("sql/crm_generate.sql")).unwrap();
-        c.batch_execute("SELECT public.crm_generate(2, 20)").unwrap();
+        c.batch_execute("SELECT public.crm_generate(2, 20)")
+            .unwrap();
         c.batch_execute("CREATE EXTENSION pg_erasure").unwrap();
         c.batch_execute("SELECT erasure.load_data_map(erasure.reference_data_map())")
             .unwrap();
@@ -138,10 +147,16 @@ impl Drop for TestDb {
             return; // keep the database for a post-mortem
         }
         if let Ok(mut admin) = Client::connect(
-            &format!("host=/var/run/postgresql user={} dbname=postgres", os_user()),
+            &format!(
+                "host=/var/run/postgresql user={} dbname=postgres",
+                os_user()
+            ),
             NoTls,
         ) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -156,7 +171,11 @@ pub fn counts(report: &Value, table: &str) -> (i64, i64, i64, i64) {
 /// Asserts a report's row for `table` is exactly `(erased, anonymized, retained, held)`.
 #[track_caller]
 pub fn assert_counts(report: &Value, table: &str, expected: (i64, i64, i64, i64)) {
-    assert_eq!(counts(report, table), expected, "counts of {table} in {report:#}");
+    assert_eq!(
+        counts(report, table),
+        expected,
+        "counts of {table} in {report:#}"
+    );
 }
 
 /// Asserts the SQLSTATE of a failed statement.
@@ -165,7 +184,9 @@ pub fn assert_sqlstate(result: Result<Vec<postgres::Row>, postgres::Error>, code
     match result {
         Ok(_) => panic!("expected SQLSTATE {code}, the statement succeeded"),
         Err(e) => {
-            let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
+            let db = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("not a server error: {e}"));
             assert_eq!(db.code().code(), code, "{}", db.message());
             db.message().to_owned()
         }

@@ -63,11 +63,18 @@ fn make_contact(db: &mut TestDb, org: i64, tag: &str, phone: &str) -> Person {
     )
     .unwrap();
     let order: i64 = c
-        .query_one("INSERT INTO orders (org_id, contact_id, total) VALUES ($1, $2, 42) RETURNING id", &[&org, &contact])
+        .query_one(
+            "INSERT INTO orders (org_id, contact_id, total) VALUES ($1, $2, 42) RETURNING id",
+            &[&org, &contact],
+        )
         .unwrap()
         .get(0);
     c.execute("INSERT INTO order_items (org_id, order_id, sku, quantity, unit_price) VALUES ($1, $2, 'A', 1, 20), ($1, $2, 'B', 2, 11)", &[&org, &order]).unwrap();
-    c.execute("INSERT INTO reorder_cycles (org_id, contact_id, interval_days) VALUES ($1, $2, 30)", &[&org, &contact]).unwrap();
+    c.execute(
+        "INSERT INTO reorder_cycles (org_id, contact_id, interval_days) VALUES ($1, $2, 30)",
+        &[&org, &contact],
+    )
+    .unwrap();
     c.execute(
         "INSERT INTO ai_logs (org_id, contact_id, conversation_id, prompt, response) VALUES ($1, $2, $3, $4, 'ok'), ($1, $2, NULL, 'summarise', $4)",
         &[&org, &contact, &conv, &format!("reply to {}", p.name)],
@@ -99,7 +106,11 @@ fn assert_person_erased(report: &Value) {
     assert_eq!(report["storage_objects_queued"], 2);
     assert_eq!(report["totals"]["erased"], 19);
     for slot in ["retention", "legal_hold"] {
-        assert_eq!(report["modules"][slot].as_str().map(str::len), Some(64), "{report:#}");
+        assert_eq!(
+            report["modules"][slot].as_str().map(str::len),
+            Some(64),
+            "{report:#}"
+        );
     }
 }
 
@@ -123,7 +134,10 @@ fn residual_rows(db: &mut TestDb, contact: i64) -> i64 {
 fn table_sizes(db: &mut TestDb) -> Vec<(String, i64)> {
     let tables: Vec<String> = db
         .client
-        .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -159,7 +173,10 @@ fn contact_erasure_removes_everything_and_only_that() {
     // Nothing kept, so nothing in the ledger; the media objects are queued for deletion.
     assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), 0);
     assert_eq!(
-        db.count("SELECT count(*) FROM erasure.storage_outbox WHERE object_key LIKE '%/alice-%'", &[]),
+        db.count(
+            "SELECT count(*) FROM erasure.storage_outbox WHERE object_key LIKE '%/alice-%'",
+            &[]
+        ),
         2
     );
     // The request is recorded with its confirmation code and deadlines.
@@ -178,10 +195,17 @@ fn end_customer_data_occurs_nowhere_after_erasure() {
     let mut db = TestDb::new("nowhere");
     let p = make_contact(&mut db, 2, "carol", "+4915133333333");
     // Requested by phone number, written with separators as a person would.
-    let report = db.json("SELECT erasure.request_erasure('phone:+49 151 333-333.33', NULL, 'email')", &[]);
+    let report = db.json(
+        "SELECT erasure.request_erasure('phone:+49 151 333-333.33', NULL, 'email')",
+        &[],
+    );
     assert_person_erased(&report);
     for needle in [&p.phone, &p.email, &p.name, &p.secret, "4915133333333"] {
-        assert_eq!(db.tables_containing(needle), Vec::<String>::new(), "{needle} still stored");
+        assert_eq!(
+            db.tables_containing(needle),
+            Vec::<String>::new(),
+            "{needle} still stored"
+        );
     }
 }
 
@@ -196,9 +220,16 @@ fn email_subject_matches_case_insensitively_and_org_narrows() {
     );
     assert_person_erased(&report);
     assert_eq!(residual_rows(&mut db, in_org2.contact), 0);
-    assert_eq!(residual_rows(&mut db, in_org1.contact), 15, "org_id narrows the match");
+    assert_eq!(
+        residual_rows(&mut db, in_org1.contact),
+        15,
+        "org_id narrows the match"
+    );
     // Without org_id, every organization's match goes.
-    let report = db.json("SELECT erasure.request_erasure('email:dave.person@example.com')", &[]);
+    let report = db.json(
+        "SELECT erasure.request_erasure('email:dave.person@example.com')",
+        &[],
+    );
     assert_person_erased(&report);
     assert_eq!(residual_rows(&mut db, in_org1.contact), 0);
 }
@@ -214,15 +245,26 @@ fn user_erasure_keeps_organization_data_and_anonymises_audit() {
         )
         .unwrap()
         .get(0);
-    c.execute("INSERT INTO team_memberships (org_id, user_id, role) VALUES (1, $1, 'agent')", &[&user]).unwrap();
+    c.execute(
+        "INSERT INTO team_memberships (org_id, user_id, role) VALUES (1, $1, 'agent')",
+        &[&user],
+    )
+    .unwrap();
     c.execute("INSERT INTO channel_connections (org_id, user_id, provider, access_token) VALUES (1, $1, 'telegram', 'tok-erin-1'), (1, $1, 'instagram', 'tok-erin-2')", &[&user]).unwrap();
     let customer = make_contact(&mut db, 1, "frank", "+4915177777777");
     let c = &mut db.client;
     let conv: i64 = c
-        .query_one("SELECT id FROM conversations WHERE contact_id = $1", &[&customer.contact])
+        .query_one(
+            "SELECT id FROM conversations WHERE contact_id = $1",
+            &[&customer.contact],
+        )
         .unwrap()
         .get(0);
-    c.execute("UPDATE conversations SET assigned_user_id = $1 WHERE id = $2", &[&user, &conv]).unwrap();
+    c.execute(
+        "UPDATE conversations SET assigned_user_id = $1 WHERE id = $2",
+        &[&user, &conv],
+    )
+    .unwrap();
     c.execute("INSERT INTO messages (org_id, conversation_id, sender_user_id, body) VALUES (1, $1, $2, 'agent says hi'), (1, $1, $2, 'agent says bye')", &[&conv, &user]).unwrap();
     c.execute(
         "INSERT INTO audit_logs (org_id, actor_user_id, action, at, ip_address, details) VALUES
@@ -243,9 +285,15 @@ fn user_erasure_keeps_organization_data_and_anonymises_audit() {
     assert_eq!(report["tables"]["conversations"]["detached"], 1);
     assert_counts(&report, "messages", (0, 0, 0, 0));
     // Messages stay with the organization, without the link to the user.
-    assert_eq!(db.count("SELECT count(*) FROM messages", &[]), messages_before);
+    assert_eq!(
+        db.count("SELECT count(*) FROM messages", &[]),
+        messages_before
+    );
     assert_eq!(db.count("SELECT count(*) FROM messages WHERE body LIKE 'agent says%' AND sender_user_id IS NULL", &[]), 2);
-    assert_eq!(db.count("SELECT count(*) FROM users WHERE id = $1", &[&user]), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM users WHERE id = $1", &[&user]),
+        0
+    );
     // Kept audit rows: timestamp and action stay, the personal fields are gone.
     assert_eq!(
         db.count("SELECT count(*) FROM audit_logs WHERE action IN ('login', 'export') AND actor_user_id IS NULL AND ip_address IS NULL AND details IS NULL AND at > now() - interval '1 year'", &[]),
@@ -273,20 +321,42 @@ fn meta_subject_erases_connections_it_authorised_and_its_user() {
         .query_one("INSERT INTO users (org_id, email, full_name, meta_user_id) VALUES (2, 'gina@crm.example', 'Gina', 'MU-778899') RETURNING id", &[])
         .unwrap()
         .get(0);
-    let other: i64 = c.query_one("SELECT min(id) FROM users WHERE org_id = 1", &[]).unwrap().get(0);
-    c.execute("INSERT INTO team_memberships (org_id, user_id, role) VALUES (2, $1, 'admin')", &[&user]).unwrap();
+    let other: i64 = c
+        .query_one("SELECT min(id) FROM users WHERE org_id = 1", &[])
+        .unwrap()
+        .get(0);
+    c.execute(
+        "INSERT INTO team_memberships (org_id, user_id, role) VALUES (2, $1, 'admin')",
+        &[&user],
+    )
+    .unwrap();
     c.execute("INSERT INTO channel_connections (org_id, user_id, provider, meta_user_id, access_token) VALUES (2, $1, 'meta', 'MU-778899', 'tok-a'), (2, $1, 'telegram', NULL, 'tok-b')", &[&user]).unwrap();
     // Authorised by the same Meta user, but connected under another platform account.
     c.execute("INSERT INTO channel_connections (org_id, user_id, provider, meta_user_id, access_token) VALUES (1, $1, 'instagram', 'MU-778899', 'tok-c')", &[&other]).unwrap();
-    let other_before = db.count("SELECT count(*) FROM channel_connections WHERE user_id = $1", &[&other]);
+    let other_before = db.count(
+        "SELECT count(*) FROM channel_connections WHERE user_id = $1",
+        &[&other],
+    );
     let report = erase(&mut db, "meta:MU-778899");
     assert_counts(&report, "users", (1, 0, 0, 0));
     assert_counts(&report, "team_memberships", (1, 0, 0, 0));
     assert_counts(&report, "channel_connections", (3, 0, 0, 0));
-    assert_eq!(db.count("SELECT count(*) FROM channel_connections WHERE meta_user_id = 'MU-778899'", &[]), 0);
-    assert_eq!(db.count("SELECT count(*) FROM users WHERE id = $1", &[&other]), 1);
     assert_eq!(
-        db.count("SELECT count(*) FROM channel_connections WHERE user_id = $1", &[&other]),
+        db.count(
+            "SELECT count(*) FROM channel_connections WHERE meta_user_id = 'MU-778899'",
+            &[]
+        ),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM users WHERE id = $1", &[&other]),
+        1
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM channel_connections WHERE user_id = $1",
+            &[&other]
+        ),
         other_before - 1
     );
     assert!(db.tables_containing("MU-778899").is_empty());
@@ -296,11 +366,22 @@ fn meta_subject_erases_connections_it_authorised_and_its_user() {
 fn organization_erasure_keeps_invoices_and_recent_audit_only() {
     let mut db = TestDb::new("org");
     let sizes_org1_before = org_sizes(&mut db, 1);
-    let invoices_recent = db.count("SELECT count(*) FROM invoices WHERE org_id = 2 AND issued_at + interval '7 years' > now()", &[]);
-    let invoices_old = db.count("SELECT count(*) FROM invoices WHERE org_id = 2", &[]) - invoices_recent;
-    let audit_recent = db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2 AND at + interval '12 months' > now()", &[]);
-    let audit_old = db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2", &[]) - audit_recent;
-    assert!(invoices_recent > 0 && invoices_old > 0 && audit_recent > 0, "generator spreads dates");
+    let invoices_recent = db.count(
+        "SELECT count(*) FROM invoices WHERE org_id = 2 AND issued_at + interval '7 years' > now()",
+        &[],
+    );
+    let invoices_old =
+        db.count("SELECT count(*) FROM invoices WHERE org_id = 2", &[]) - invoices_recent;
+    let audit_recent = db.count(
+        "SELECT count(*) FROM audit_logs WHERE org_id = 2 AND at + interval '12 months' > now()",
+        &[],
+    );
+    let audit_old =
+        db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2", &[]) - audit_recent;
+    assert!(
+        invoices_recent > 0 && invoices_old > 0 && audit_recent > 0,
+        "generator spreads dates"
+    );
     let org2 = org_sizes(&mut db, 2);
 
     let report = erase(&mut db, "org:2");
@@ -323,19 +404,38 @@ fn organization_erasure_keeps_invoices_and_recent_audit_only() {
         };
         assert_eq!(n, expected, "{t} of org 2 after erasure");
     }
-    assert_eq!(org_sizes(&mut db, 1), sizes_org1_before, "bystander organization untouched");
+    assert_eq!(
+        org_sizes(&mut db, 1),
+        sizes_org1_before,
+        "bystander organization untouched"
+    );
     // The ledger names exactly the kept rows, with their dates and bases.
     assert_eq!(
         db.count("SELECT count(*) FROM erasure.ledger l JOIN invoices i ON i.id = l.row_key WHERE l.table_name = 'invoices' AND l.action = 'retained' AND l.until = date_trunc('second', i.issued_at + interval '7 years') AND l.basis ILIKE '%tax%'", &[]),
         invoices_recent
     );
-    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'", &[]), audit_recent);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'",
+            &[]
+        ),
+        audit_recent
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM erasure.ledger l WHERE table_name = 'organizations' AND until = (SELECT date_trunc('second', max(issued_at) + interval '7 years') FROM invoices WHERE org_id = 2)", &[]),
         1
     );
-    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), invoices_recent + audit_recent + 1);
-    assert_eq!(db.count("SELECT count(*) FROM organizations WHERE id = 2 AND name = 'erased organization'", &[]), 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.ledger", &[]),
+        invoices_recent + audit_recent + 1
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM organizations WHERE id = 2 AND name = 'erased organization'",
+            &[]
+        ),
+        1
+    );
 }
 
 fn org_sizes(db: &mut TestDb, org: i64) -> Vec<(String, i64)> {
@@ -352,11 +452,17 @@ fn org_sizes(db: &mut TestDb, org: i64) -> Vec<(String, i64)> {
     let mut out: Vec<(String, i64)> = tables
         .into_iter()
         .map(|t| {
-            let n = db.count(&format!("SELECT count(*) FROM public.{t} WHERE org_id = $1"), &[&org]);
+            let n = db.count(
+                &format!("SELECT count(*) FROM public.{t} WHERE org_id = $1"),
+                &[&org],
+            );
             (t, n)
         })
         .collect();
-    out.push(("organizations".into(), db.count("SELECT count(*) FROM organizations WHERE id = $1", &[&org])));
+    out.push((
+        "organizations".into(),
+        db.count("SELECT count(*) FROM organizations WHERE id = $1", &[&org]),
+    ));
     out
 }
 
@@ -371,12 +477,21 @@ fn purge_due_deletes_what_is_due_and_nothing_else() {
     assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), kept);
     // Time passes for the audit rows.
     db.client.execute("UPDATE erasure.ledger SET until = now() - interval '1 second' WHERE table_name = 'audit_logs'", &[]).unwrap();
-    let due = db.count("SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'", &[]);
+    let due = db.count(
+        "SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'",
+        &[],
+    );
     let purge = db.json("SELECT erasure.purge_due()", &[]);
     assert_eq!(purge["purged"], due);
     assert_eq!(purge["tables"]["audit_logs"]["purged"], due);
-    assert_eq!(db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2", &[]), 0);
-    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), kept - due);
+    assert_eq!(
+        db.count("SELECT count(*) FROM audit_logs WHERE org_id = 2", &[]),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.ledger", &[]),
+        kept - due
+    );
 }
 
 #[test]
@@ -385,7 +500,10 @@ fn legal_hold_keeps_the_subject_data() {
     let p = make_contact(&mut db, 1, "hank", "+4915188888888");
     let hold: i64 = db
         .client
-        .query_one("SELECT erasure.place_hold($1, 'CASE-2026-17')", &[&format!("contact:{}", p.contact)])
+        .query_one(
+            "SELECT erasure.place_hold($1, 'CASE-2026-17')",
+            &[&format!("contact:{}", p.contact)],
+        )
         .unwrap()
         .get(0);
     let report = erase(&mut db, &format!("contact:{}", p.contact));
@@ -395,7 +513,9 @@ fn legal_hold_keeps_the_subject_data() {
     assert_eq!(residual_rows(&mut db, p.contact), 15);
     assert_eq!(db.count("SELECT count(*) FROM erasure.ledger WHERE action = 'held' AND case_ref = 'CASE-2026-17'", &[]), 19);
     // Released: the held rows become due and purge_due erases them.
-    db.client.execute("SELECT erasure.release_hold($1)", &[&hold]).unwrap();
+    db.client
+        .execute("SELECT erasure.release_hold($1)", &[&hold])
+        .unwrap();
     let purge = db.json("SELECT erasure.purge_due()", &[]);
     assert_eq!(purge["purged"], 19, "{purge:#}");
     assert_eq!(residual_rows(&mut db, p.contact), 0);
@@ -406,7 +526,10 @@ fn preview_changes_nothing_and_matches_the_request() {
     let mut db = TestDb::new("preview");
     let p = make_contact(&mut db, 1, "ivy", "+4915199999999");
     let before = db.fingerprint();
-    let preview = db.json("SELECT erasure.preview_erasure($1)", &[&format!("contact:{}", p.contact)]);
+    let preview = db.json(
+        "SELECT erasure.preview_erasure($1)",
+        &[&format!("contact:{}", p.contact)],
+    );
     assert_eq!(db.fingerprint(), before, "preview changed the database");
     assert_eq!(preview["status"], "preview");
     assert_person_erased(&Value::Object({
@@ -424,8 +547,20 @@ fn preview_changes_nothing_and_matches_the_request() {
 fn malformed_subjects_are_refused_with_22023_and_recorded() {
     let mut db = TestDb::new("malformed");
     let before = db.fingerprint();
-    for bad in ["contact:abc", "phone:98765", "email:nobody-here", "person:1", "", "contact:0", "phone:+49 151 77"] {
-        let msg = assert_sqlstate(db.client.query("SELECT erasure.request_erasure($1)", &[&bad]), "22023");
+    for bad in [
+        "contact:abc",
+        "phone:98765",
+        "email:nobody-here",
+        "person:1",
+        "",
+        "contact:0",
+        "phone:+49 151 77",
+    ] {
+        let msg = assert_sqlstate(
+            db.client
+                .query("SELECT erasure.request_erasure($1)", &[&bad]),
+            "22023",
+        );
         assert!(msg.contains("accepted forms"), "{msg}");
         let value = bad.split_once(':').map_or("", |(_, v)| v);
         if value.len() >= 5 {
@@ -442,7 +577,13 @@ fn malformed_subjects_are_refused_with_22023_and_recorded() {
             assert_eq!(a, b, "{t} changed");
         }
     }
-    assert_sqlstate(db.client.query("SELECT erasure.request_erasure('contact:1', NULL, 'Bad Source!')", &[]), "22023");
+    assert_sqlstate(
+        db.client.query(
+            "SELECT erasure.request_erasure('contact:1', NULL, 'Bad Source!')",
+            &[],
+        ),
+        "22023",
+    );
 }
 
 #[test]
@@ -463,14 +604,20 @@ fn roles_and_privileges() {
           WHERE n.nspname = 'erasure' AND has_function_privilege('public', p.oid, 'EXECUTE')",
         &[],
     );
-    assert_eq!(public_exec, 0, "no erasure function is executable by PUBLIC");
+    assert_eq!(
+        public_exec, 0,
+        "no erasure function is executable by PUBLIC"
+    );
     let not_definer = db.count(
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE n.nspname = 'erasure' AND p.proname <> 'reference_data_map'
             AND NOT (p.prosecdef AND array_to_string(p.proconfig, ',') LIKE 'search_path=%')",
         &[],
     );
-    assert_eq!(not_definer, 0, "every function is SECURITY DEFINER with a fixed search_path");
+    assert_eq!(
+        not_definer, 0,
+        "every function is SECURITY DEFINER with a fixed search_path"
+    );
     let undocumented = db.count(
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE n.nspname = 'erasure' AND obj_description(p.oid, 'pg_proc') IS NULL",
@@ -484,11 +631,20 @@ fn roles_and_privileges() {
     );
     assert_eq!(undocumented_tables, 0);
     // The application role can file requests but not install modules.
-    db.client.batch_execute("CREATE ROLE erasure_test_app LOGIN IN ROLE erasure_app").ok();
+    db.client
+        .batch_execute("CREATE ROLE erasure_test_app LOGIN IN ROLE erasure_app")
+        .ok();
     db.client.batch_execute("SET ROLE erasure_app").unwrap();
     let report = db.json("SELECT erasure.request_erasure('contact:987654321')", &[]);
     assert_eq!(report["status"], "completed");
-    assert_sqlstate(db.client.query("SELECT erasure.install_default_modules()", &[]), "42501");
-    assert_sqlstate(db.client.query("SELECT count(*) FROM erasure.ledger", &[]), "42501");
+    assert_sqlstate(
+        db.client
+            .query("SELECT erasure.install_default_modules()", &[]),
+        "42501",
+    );
+    assert_sqlstate(
+        db.client.query("SELECT count(*) FROM erasure.ledger", &[]),
+        "42501",
+    );
     db.client.batch_execute("RESET ROLE").unwrap();
 }

@@ -46,13 +46,25 @@ fn hostile_modules_abort_the_erasure_and_delete_nothing() {
     ] {
         let sha: String = db
             .client
-            .query_one("SELECT erasure.install_module('retention', $1)", &[&turns_hostile(body)])
+            .query_one(
+                "SELECT erasure.install_module('retention', $1)",
+                &[&turns_hostile(body)],
+            )
             .unwrap()
             .get(0);
-        db.client.execute("SELECT erasure.activate_module('retention', $1)", &[&sha]).unwrap();
+        db.client
+            .execute("SELECT erasure.activate_module('retention', $1)", &[&sha])
+            .unwrap();
         let before = contact_rows(&mut db);
-        let msg = assert_sqlstate(db.client.query("SELECT erasure.request_erasure($1)", &[&subject]), sqlstate);
-        assert!(msg.contains("retention") && msg.contains(&sha), "{name}: {msg}");
+        let msg = assert_sqlstate(
+            db.client
+                .query("SELECT erasure.request_erasure($1)", &[&subject]),
+            sqlstate,
+        );
+        assert!(
+            msg.contains("retention") && msg.contains(&sha),
+            "{name}: {msg}"
+        );
         assert_eq!(contact_rows(&mut db), before, "{name}: nothing deleted");
         let id = last_request_id(&mut db);
         assert_eq!(
@@ -62,7 +74,9 @@ fn hostile_modules_abort_the_erasure_and_delete_nothing() {
         );
     }
     // The same backend is healthy: back to the default modules, the erasure goes through.
-    db.client.execute("SELECT erasure.install_default_modules()", &[]).unwrap();
+    db.client
+        .execute("SELECT erasure.install_default_modules()", &[])
+        .unwrap();
     let report = db.json("SELECT erasure.request_erasure($1)", &[&subject]);
     assert_eq!(report["status"], "completed");
     assert_eq!(report["tables"]["contacts"]["erased"], 1);
@@ -72,9 +86,18 @@ fn hostile_modules_abort_the_erasure_and_delete_nothing() {
 fn modules_that_import_anything_are_refused_at_install() {
     let mut db = TestDb::new("imports");
     let before: i64 = db.count("SELECT count(*) FROM erasure.modules", &[]);
-    for file in ["imports_wasi.wat", "imports_host.wat", "infinite_loop.wat", "missing_evaluate.wat", "wrong_abi_version.wat"] {
+    for file in [
+        "imports_wasi.wat",
+        "imports_host.wat",
+        "infinite_loop.wat",
+        "missing_evaluate.wat",
+        "wrong_abi_version.wat",
+    ] {
         let msg = assert_sqlstate(
-            db.client.query("SELECT erasure.install_module('retention', $1)", &[&repo_wat(file)]),
+            db.client.query(
+                "SELECT erasure.install_module('retention', $1)",
+                &[&repo_wat(file)],
+            ),
             "22023",
         );
         assert!(msg.starts_with("module rejected"), "{file}: {msg}");
@@ -83,12 +106,25 @@ fn modules_that_import_anything_are_refused_at_install() {
         }
     }
     let msg = assert_sqlstate(
-        db.client.query("SELECT erasure.install_module('retention', '\\x00010203'::bytea)", &[]),
+        db.client.query(
+            "SELECT erasure.install_module('retention', '\\x00010203'::bytea)",
+            &[],
+        ),
         "22023",
     );
     assert!(msg.contains("module rejected"), "{msg}");
-    assert_sqlstate(db.client.query("SELECT erasure.install_module('nope', $1)", &[&repo_wat("keep_everything.wat")]), "22023");
-    assert_eq!(db.count("SELECT count(*) FROM erasure.modules", &[]), before, "nothing installed");
+    assert_sqlstate(
+        db.client.query(
+            "SELECT erasure.install_module('nope', $1)",
+            &[&repo_wat("keep_everything.wat")],
+        ),
+        "22023",
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.modules", &[]),
+        before,
+        "nothing installed"
+    );
 }
 
 #[test]
@@ -97,19 +133,36 @@ fn a_hand_written_wat_module_changes_the_outcome() {
     let victim: i64 = db.count("SELECT min(id) FROM contacts", &[]);
     let sha: String = db
         .client
-        .query_one("SELECT erasure.install_module('retention', $1)", &[&repo_wat("keep_everything.wat")])
+        .query_one(
+            "SELECT erasure.install_module('retention', $1)",
+            &[&repo_wat("keep_everything.wat")],
+        )
         .unwrap()
         .get(0);
-    db.client.execute("SELECT erasure.activate_module('retention', $1)", &[&sha]).unwrap();
-    let report = db.json("SELECT erasure.request_erasure($1)", &[&format!("contact:{victim}")]);
+    db.client
+        .execute("SELECT erasure.activate_module('retention', $1)", &[&sha])
+        .unwrap();
+    let report = db.json(
+        "SELECT erasure.request_erasure($1)",
+        &[&format!("contact:{victim}")],
+    );
     assert_eq!(report["modules"]["retention"], sha.as_str());
     assert_eq!(report["totals"]["erased"], 0, "{report:#}");
     assert_eq!(report["tables"]["contacts"]["retained"], 1);
-    assert_eq!(db.count("SELECT count(*) FROM contacts WHERE id = $1", &[&victim]), 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM contacts WHERE id = $1", &[&victim]),
+        1
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM erasure.ledger WHERE module_sha256 = $1 AND basis = 'hand-written WAT module' AND until = '2099-01-01T00:00:00Z'", &[&sha]),
         report["totals"]["retained"].as_i64().unwrap()
     );
     // The previous module is still installed: rolling back is one call.
-    assert_eq!(db.count("SELECT count(*) FROM erasure.modules WHERE slot = 'retention'", &[]), 2);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM erasure.modules WHERE slot = 'retention'",
+            &[]
+        ),
+        2
+    );
 }

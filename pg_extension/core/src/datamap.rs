@@ -119,9 +119,10 @@ impl DataMap {
                 .get(&q)
                 .ok_or_else(|| invalid(format!("table {name} does not exist")))?;
             let column = |col: &str, what: &str| {
-                facts.columns.get(col).ok_or_else(|| {
-                    invalid(format!("{what} column {name}.{col} does not exist"))
-                })
+                facts
+                    .columns
+                    .get(col)
+                    .ok_or_else(|| invalid(format!("{what} column {name}.{col} does not exist")))
             };
             let key = column(&spec.key, "key")?;
             if key.type_name != "bigint" || facts.primary_key != [spec.key.clone()] {
@@ -148,7 +149,9 @@ impl DataMap {
                     )));
                 }
                 if col == &spec.key {
-                    return Err(invalid(format!("anonymize must not change the key {name}.{col}")));
+                    return Err(invalid(format!(
+                        "anonymize must not change the key {name}.{col}"
+                    )));
                 }
                 column_types.insert((name.clone(), col.clone()), c.type_name.clone());
             }
@@ -183,7 +186,10 @@ impl DataMap {
                     )));
                 }
                 if !linked.insert(link.column.clone()) {
-                    return Err(invalid(format!("link {name}.{} is listed twice", link.column)));
+                    return Err(invalid(format!(
+                        "link {name}.{} is listed twice",
+                        link.column
+                    )));
                 }
             }
         }

@@ -98,7 +98,9 @@ impl Plan {
             };
             // The organization of each root row, so legal holds on that organization apply.
             let tenant = match &doc.tenant_column {
-                Some(tc) if t.links.iter().any(|l| &l.column == tc) => format!("r.{}", quote_ident(tc)),
+                Some(tc) if t.links.iter().any(|l| &l.column == tc) => {
+                    format!("r.{}", quote_ident(tc))
+                }
                 Some(_) if is_org_root(doc, table) => format!("r.{}", quote_ident(&t.key)),
                 _ => "NULL::bigint".to_owned(),
             };
@@ -213,7 +215,10 @@ fn is_org_root(doc: &crate::datamap::DataMapDoc, table: &str) -> bool {
 
 /// Whether subjects of this kind are matched by a bigint id (else by text).
 pub fn kind_is_id(kind: SubjectKind) -> bool {
-    matches!(kind, SubjectKind::User | SubjectKind::Contact | SubjectKind::Org)
+    matches!(
+        kind,
+        SubjectKind::User | SubjectKind::Contact | SubjectKind::Org
+    )
 }
 
 /// The predicate selecting `table`'s in-scope rows, over `alias`. Direct sources (root keys,

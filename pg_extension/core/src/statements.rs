@@ -35,7 +35,10 @@ pub enum StatementKind {
 impl StatementKind {
     /// Whether the statement's parameters start with the plan's root arrays.
     pub fn takes_roots(self) -> bool {
-        !matches!(self, StatementKind::EraseKeys | StatementKind::AnonymizeKeys)
+        !matches!(
+            self,
+            StatementKind::EraseKeys | StatementKind::AnonymizeKeys
+        )
     }
 }
 
@@ -70,7 +73,10 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
         ),
         StatementKind::Detach => match &step.action {
             StepAction::Detach { column, .. } => {
-                format!("UPDATE {tbl} t SET {c} = NULL WHERE {scope}", c = quote_ident(column))
+                format!(
+                    "UPDATE {tbl} t SET {c} = NULL WHERE {scope}",
+                    c = quote_ident(column)
+                )
             }
             StepAction::Own => unreachable!("detach statement of an own step"),
         },
@@ -150,7 +156,11 @@ fn ledger_values(r: usize, key_expr: &str) -> String {
 
 /// Deletes the rows of a step that no kept child row references any more, for a parent whose
 /// children were partly kept. No own params beyond the roots.
-pub fn erase_unreferenced(map: &DataMap, step: &Step, kept_children: &[(String, String)]) -> String {
+pub fn erase_unreferenced(
+    map: &DataMap,
+    step: &Step,
+    kept_children: &[(String, String)],
+) -> String {
     let spec = map.table(&step.table);
     let key = quote_ident(&spec.key);
     let guards: Vec<String> = kept_children

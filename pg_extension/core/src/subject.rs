@@ -6,7 +6,8 @@ use crate::error::CoreError;
 
 /// The accepted forms, shown in every rejection (the rejected value is never echoed:
 /// it may itself be personal data).
-pub const ACCEPTED_FORMS: &str = "user:<id>, contact:<id>, phone:<E.164 number, e.g. +4915112345678>, \
+pub const ACCEPTED_FORMS: &str =
+    "user:<id>, contact:<id>, phone:<E.164 number, e.g. +4915112345678>, \
 email:<address>, meta:<app-scoped Meta user id>, org:<id> (ids are positive 64-bit integers)";
 
 /// The kind of a subject; the data map names its root tables per kind.
@@ -88,7 +89,9 @@ impl Subject {
             SubjectKind::Meta => {
                 if value.is_empty()
                     || value.len() > 64
-                    || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                 {
                     return Err(malformed("not a Meta app-scoped user id"));
                 }
@@ -186,7 +189,7 @@ mod tests {
             "contact:-5",
             "contact:12a",
             "contact:99999999999999999999",
-            "phone:4915112345678",
+            "phone:4930987654",
             "phone:+49",
             "phone:+49151123456789012",
             "phone:+49abc12345678",
@@ -201,8 +204,9 @@ mod tests {
             let err = Subject::parse(bad).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains("user:<id>"), "{msg}");
-            if bad.len() > 12 {
-                assert!(!msg.contains(&bad[8..]), "echoed value in {msg}");
+            let value = bad.split_once(':').map_or("", |(_, v)| v);
+            if value.len() >= 5 {
+                assert!(!msg.contains(value), "echoed value in {msg}");
             }
         }
     }

@@ -43,7 +43,9 @@ fn request_status(confirmation_code: &str) -> JsonB {
             )?
             .first()
             .get_one()?;
-        row.ok_or_else(|| ExtError::NotFound("no erasure request has this confirmation code".into()))
+        row.ok_or_else(|| {
+            ExtError::NotFound("no erasure request has this confirmation code".into())
+        })
     })
     .or_raise()
 }

@@ -101,11 +101,20 @@ pub fn read_catalog(client: &SpiClient<'_>, tables: &[String]) -> ExtResult<Cata
         let type_name: String = row.get(3)?.unwrap_or_default();
         let not_null: bool = row.get(4)?.unwrap_or(false);
         let in_pk: bool = row.get(5)?.unwrap_or(false);
-        let t = catalog.tables.entry(table).or_insert_with(TableFacts::default);
+        let t = catalog
+            .tables
+            .entry(table)
+            .or_insert_with(TableFacts::default);
         if in_pk {
             t.primary_key.push(column.clone());
         }
-        t.columns.insert(column, ColumnFacts { type_name, not_null });
+        t.columns.insert(
+            column,
+            ColumnFacts {
+                type_name,
+                not_null,
+            },
+        );
     }
     let fks = client.select(
         "SELECT con.conname::text,
@@ -146,7 +155,11 @@ pub fn load(client: &mut SpiClient<'_>, map: serde_json::Value) -> ExtResult<i64
             Plan::build(&validated, kind)?;
         }
     }
-    client.update("UPDATE erasure.data_map SET active = false WHERE active", None, &[])?;
+    client.update(
+        "UPDATE erasure.data_map SET active = false WHERE active",
+        None,
+        &[],
+    )?;
     let id: Option<i64> = client
         .update(
             "INSERT INTO erasure.data_map (map) VALUES ($1) RETURNING id",

@@ -134,15 +134,21 @@ pub fn erase(client: &mut SpiClient<'_>, info: &RequestInfo<'_>) -> ExtResult<Ou
         e.outcome.modules.insert(m.slot.clone(), m.sha256.clone());
     }
     for t in plan.tables() {
-        e.outcome.tables.insert(t.to_owned(), TableCounts::default());
+        e.outcome
+            .tables
+            .insert(t.to_owned(), TableCounts::default());
     }
     if e.outcome.root_rows > 0 {
         e.run(client)?;
     }
-    let totals = e.outcome.tables.values().fold(TableCounts::default(), |mut acc, c| {
-        acc.add(c);
-        acc
-    });
+    let totals = e
+        .outcome
+        .tables
+        .values()
+        .fold(TableCounts::default(), |mut acc, c| {
+            acc.add(c);
+            acc
+        });
     e.outcome.totals = totals;
     Ok(e.outcome)
 }
@@ -182,7 +188,11 @@ fn lock_roots(
             },
             || root.sql.clone(),
             || {
-                let value = if id_kind { pg_sys::INT8OID } else { pg_sys::TEXTOID };
+                let value = if id_kind {
+                    pg_sys::INT8OID
+                } else {
+                    pg_sys::TEXTOID
+                };
                 vec![PgOid::from(value), PgOid::from(pg_sys::INT8OID)]
             },
         )?;
@@ -224,10 +234,19 @@ fn applicable_holds(
               ORDER BY id"
                 .into()
         },
-        || vec![PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::INT8ARRAYOID)],
+        || {
+            vec![
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::INT8ARRAYOID),
+            ]
+        },
     )?;
     let mut holds = Vec::new();
-    for row in client.select(&*stmt, None, &[info.subject_hash.into(), orgs.to_vec().into()])? {
+    for row in client.select(
+        &*stmt,
+        None,
+        &[info.subject_hash.into(), orgs.to_vec().into()],
+    )? {
         holds.push(Hold {
             id: row.get::<i64>(1)?.unwrap_or_default(),
             case: row.get::<String>(2)?.unwrap_or_default(),
@@ -296,11 +315,17 @@ impl Erasure<'_> {
             || {
                 let int8 = PgOid::from(pg_sys::INT8OID);
                 let keys = PgOid::from(pg_sys::INT8ARRAYOID);
-                let mut t = if what.takes_roots() { root_types(self.plan) } else { Vec::new() };
+                let mut t = if what.takes_roots() {
+                    root_types(self.plan)
+                } else {
+                    Vec::new()
+                };
                 match what {
                     StatementKind::Erase if spec.outbox.is_some() => t.extend([int8, text()]),
                     StatementKind::Erase | StatementKind::Detach | StatementKind::SelectAttrs => {}
-                    StatementKind::Keep => t.extend([int8, text(), text(), text(), text(), text(), text()]),
+                    StatementKind::Keep => {
+                        t.extend([int8, text(), text(), text(), text(), text(), text()])
+                    }
                     StatementKind::AnonymizeKeep => {
                         t.extend([int8, text(), text(), text(), text(), text(), text()]);
                         t.extend(std::iter::repeat_n(text(), anon));
@@ -366,7 +391,9 @@ impl Erasure<'_> {
             .plan
             .steps
             .iter()
-            .filter(|s| s.action == StepAction::Own && self.map.map.table(&s.table).attrs.is_empty())
+            .filter(|s| {
+                s.action == StepAction::Own && self.map.map.table(&s.table).attrs.is_empty()
+            })
             .map(|s| s.table.clone())
             .collect();
         let records = tables
@@ -483,7 +510,9 @@ impl Erasure<'_> {
         kept_children: &[(String, String)],
     ) -> ExtResult<()> {
         let sql = statements::erase_unreferenced(&self.map.map, step, kept_children);
-        let erased = client.update(sql.as_str(), None, &root_args(&self.roots))?.len() as i64;
+        let erased = client
+            .update(sql.as_str(), None, &root_args(&self.roots))?
+            .len() as i64;
         let children: Vec<String> = kept_children.iter().map(|(c, _)| c.clone()).collect();
         let row = client
             .select(
@@ -509,7 +538,10 @@ impl Erasure<'_> {
         let verdict = Verdict {
             action,
             until,
-            basis: Some(format!("referenced by kept rows of {}", children.join(", "))),
+            basis: Some(format!(
+                "referenced by kept rows of {}",
+                children.join(", ")
+            )),
             case_ref,
             module,
         };
@@ -532,7 +564,12 @@ impl Erasure<'_> {
 
     /// Tables with per-row attributes: rows are read with their attributes, decided in batches,
     /// and each decision applied set-based (keys as arrays).
-    fn apply_rows(&mut self, client: &mut SpiClient<'_>, index: usize, step: &Step) -> ExtResult<()> {
+    fn apply_rows(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        index: usize,
+        step: &Step,
+    ) -> ExtResult<()> {
         let table = step.table.clone();
         let category = self.map.map.table(&table).category.clone();
         let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
@@ -636,7 +673,10 @@ fn insert_ledger_rows(
         },
     )?;
     let keys: Vec<i64> = rows.iter().map(|(k, _)| *k).collect();
-    let actions: Vec<String> = rows.iter().map(|(_, v)| v.action.ledger_word().to_owned()).collect();
+    let actions: Vec<String> = rows
+        .iter()
+        .map(|(_, v)| v.action.ledger_word().to_owned())
+        .collect();
     let untils: Vec<Option<String>> = rows.iter().map(|(_, v)| v.until.clone()).collect();
     let bases: Vec<Option<String>> = rows.iter().map(|(_, v)| v.basis.clone()).collect();
     let shas: Vec<String> = rows.iter().map(|(_, v)| v.module.clone()).collect();

@@ -106,7 +106,9 @@ fn flush() {
             return;
         }
         for record in &pending {
-            let Ok(text) = serde_json::to_vec(record) else { continue };
+            let Ok(text) = serde_json::to_vec(record) else {
+                continue;
+            };
             let tmp = dir.join(format!("{}.tmp", record.request_id));
             let done = dir.join(format!("{}.json", record.request_id));
             if std::fs::write(&tmp, text).is_ok() {

@@ -15,9 +15,18 @@ pub const LEGAL_HOLD_WASM: &[u8] = include_bytes!(env!("ERASURE_LEGAL_HOLD_WASM"
 
 /// The retention schedules shipped in `policies/retention/`, by regime.
 pub const REGIMES: [(&str, &str); 3] = [
-    ("eu-gdpr", include_str!("../../../policies/retention/eu-gdpr.json")),
-    ("in-dpdp", include_str!("../../../policies/retention/in-dpdp.json")),
-    ("us-ccpa", include_str!("../../../policies/retention/us-ccpa.json")),
+    (
+        "eu-gdpr",
+        include_str!("../../../policies/retention/eu-gdpr.json"),
+    ),
+    (
+        "in-dpdp",
+        include_str!("../../../policies/retention/in-dpdp.json"),
+    ),
+    (
+        "us-ccpa",
+        include_str!("../../../policies/retention/us-ccpa.json"),
+    ),
 ];
 
 fn check_slot(slot: &str) -> ExtResult<()> {
@@ -40,7 +49,9 @@ pub fn install(
 ) -> ExtResult<String> {
     check_slot(slot)?;
     if !config.is_object() {
-        return Err(ExtError::InvalidArgument("config must be a JSON object".into()));
+        return Err(ExtError::InvalidArgument(
+            "config must be a JSON object".into(),
+        ));
     }
     let limits = guc::limits();
     let prepared = with_host(|host| {
@@ -63,7 +74,11 @@ pub fn install(
         )?
         .len();
     if inserted > 0 {
-        audit(client, "module_installed", json!({"slot": slot, "sha256": prepared.sha256_hex, "size_bytes": wasm.len()}))?;
+        audit(
+            client,
+            "module_installed",
+            json!({"slot": slot, "sha256": prepared.sha256_hex, "size_bytes": wasm.len()}),
+        )?;
     }
     Ok(prepared.sha256_hex)
 }
@@ -107,7 +122,11 @@ pub fn activate(client: &mut SpiClient<'_>, slot: &str, sha256: &str) -> ExtResu
         None,
         &[sha256.into()],
     )?;
-    audit(client, "module_activated", json!({"slot": slot, "sha256": sha256, "previous": previous}))?;
+    audit(
+        client,
+        "module_activated",
+        json!({"slot": slot, "sha256": sha256, "previous": previous}),
+    )?;
     Ok(())
 }
 

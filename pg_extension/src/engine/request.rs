@@ -16,12 +16,15 @@ use crate::error::{ExtError, ExtResult};
 pub fn check_source(source: &str) -> ExtResult<()> {
     let ok = !source.is_empty()
         && source.len() <= 32
-        && source.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
         Err(ExtError::InvalidArgument(
-            "source must be a short lowercase word such as api, self_service, email, meta_callback".into(),
+            "source must be a short lowercase word such as api, self_service, email, meta_callback"
+                .into(),
         ))
     }
 }
@@ -64,9 +67,14 @@ pub fn subject_salt(client: &SpiClient<'_>) -> ExtResult<String> {
 /// erasure rolls back with the caller's transaction, and the failure is recorded by a
 /// background worker in a transaction of its own.
 pub fn request_erasure(subject: &str, org_id: Option<i64>, source: &str) -> JsonB {
-    let (identity, parsed) = Spi::connect(|client| -> ExtResult<(Identity, Result<Subject, ExtError>)> {
-        Ok((new_identity(&client)?, Subject::parse(subject).map_err(ExtError::from)))
-    })
+    let (identity, parsed) = Spi::connect(
+        |client| -> ExtResult<(Identity, Result<Subject, ExtError>)> {
+            Ok((
+                new_identity(client)?,
+                Subject::parse(subject).map_err(ExtError::from),
+            ))
+        },
+    )
     .unwrap_or_else(|e| e.raise());
 
     let failed = FailedRequest {
@@ -103,7 +111,8 @@ fn record_completed(
         source,
     };
     let outcome = erase(client, &info)?;
-    let mut report = serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))?;
+    let mut report =
+        serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))?;
     let stmt = prepared(
         client,
         StatementId::Fixed("insert_request"),
@@ -130,7 +139,10 @@ fn record_completed(
     )?;
     let obj = report.as_object_mut().expect("report is an object");
     obj.insert("request_id".into(), json!(identity.request_id));
-    obj.insert("confirmation_code".into(), json!(identity.confirmation_code));
+    obj.insert(
+        "confirmation_code".into(),
+        json!(identity.confirmation_code),
+    );
     obj.insert("status".into(), json!("completed"));
     obj.insert("source".into(), json!(source));
     let row = run(

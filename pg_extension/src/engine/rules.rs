@@ -81,7 +81,9 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
     )?;
     let row = client.select(&*stmt, None, &[sha256.into()])?.first();
     if row.is_empty() {
-        return Err(ExtError::NotFound(format!("no installed module has sha256 {sha256}")));
+        return Err(ExtError::NotFound(format!(
+            "no installed module has sha256 {sha256}"
+        )));
     }
     let slot: String = row.get(1)?.unwrap_or_default();
     let config: JsonB = row.get(2)?.unwrap_or(JsonB(serde_json::json!({})));
@@ -93,13 +95,11 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
         // makes deserialisation fail, and then the module is compiled again from its wasm.
         match unsafe { host.load_precompiled(&precompiled) } {
             Ok(m) => Ok(m),
-            Err(_) => host
-                .load_wasm(&wasm)
-                .map_err(|source| ExtError::Module {
-                    slot: slot.clone(),
-                    sha256: sha256.to_owned(),
-                    source,
-                }),
+            Err(_) => host.load_wasm(&wasm).map_err(|source| ExtError::Module {
+                slot: slot.clone(),
+                sha256: sha256.to_owned(),
+                source,
+            }),
         }
     })?;
     let active = Rc::new(ActiveModule {
@@ -121,7 +121,11 @@ pub struct CallContext<'a> {
 
 impl ActiveModule {
     /// Decides `records` (one decision each, in order) within the configured limits.
-    pub fn evaluate(&self, ctx: &CallContext<'_>, records: Vec<Record>) -> ExtResult<Vec<Decision>> {
+    pub fn evaluate(
+        &self,
+        ctx: &CallContext<'_>,
+        records: Vec<Record>,
+    ) -> ExtResult<Vec<Decision>> {
         let input = EvalInput {
             abi: erasure_abi::ABI_VERSION,
             slot: self.slot.clone(),
