@@ -12,13 +12,13 @@ setup:
 	bash scripts/bootstrap.sh
 
 # The default rule modules, built for WebAssembly and embedded into the extension.
-modules:
+modules: setup
 	cargo build --release --target $(WASM_TARGET) -p erasure-rule-retention -p erasure-rule-legal-hold
 	mkdir -p $(MODULES_DIR)
 	cp target/$(WASM_TARGET)/release/erasure_rule_retention.wasm $(MODULES_DIR)/retention.wasm
 	cp target/$(WASM_TARGET)/release/erasure_rule_legal_hold.wasm $(MODULES_DIR)/legal_hold.wasm
 
-install: setup modules
+install: modules
 	cd pg_extension && cargo pgrx install --release --pg-config $(PG_CONFIG)
 
 unit-test: modules

@@ -92,20 +92,25 @@ impl TestDb {
         self.client.query_one(sql, params).unwrap().get(0)
     }
 
-    /// Every table of the database, its rows as text in a stable order: a fingerprint to
-    /// prove that something changed nothing.
-    pub fn fingerprint(&mut self) -> Vec<(String, String)> {
-        let tables: Vec<String> = self
-            .client
+    /// The tables of the given schemas, schema-qualified and quoted, in name order.
+    pub fn tables(&mut self, schemas: &[&str]) -> Vec<String> {
+        let schemas: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
+        self.client
             .query(
                 "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
-                  WHERE schemaname IN ('public', 'erasure') ORDER BY 1",
-                &[],
+                  WHERE schemaname = ANY($1) ORDER BY 1",
+                &[&schemas],
             )
             .unwrap()
             .iter()
             .map(|r| r.get(0))
-            .collect();
+            .collect()
+    }
+
+    /// Every table of the database, its rows as text in a stable order: a fingerprint to
+    /// prove that something changed nothing.
+    pub fn fingerprint(&mut self) -> Vec<(String, String)> {
+        let tables = self.tables(&["public", "erasure"]);
         tables
             .into_iter()
             .map(|t| {
@@ -118,17 +123,7 @@ impl TestDb {
 
     /// Tables (in `public` and `erasure`) in which `needle` occurs anywhere in a row.
     pub fn tables_containing(&mut self, needle: &str) -> Vec<String> {
-        let tables: Vec<String> = self
-            .client
-            .query(
-                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
-                  WHERE schemaname IN ('public', 'erasure') ORDER BY 1",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let tables = self.tables(&["public", "erasure"]);
         let pattern = format!("%{}%", needle.to_lowercase());
         tables
             .into_iter()

@@ -132,21 +132,11 @@ fn residual_rows(db: &mut TestDb, contact: i64) -> i64 {
 }
 
 fn table_sizes(db: &mut TestDb) -> Vec<(String, i64)> {
-    let tables: Vec<String> = db
-        .client
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    tables
+    db.tables(&["public"])
         .into_iter()
         .map(|t| {
-            let n = db.count(&format!("SELECT count(*) FROM public.{t}"), &[]);
-            (t, n)
+            let n = db.count(&format!("SELECT count(*) FROM {t}"), &[]);
+            (t.trim_start_matches("public.").to_owned(), n)
         })
         .collect()
 }
@@ -647,4 +637,43 @@ fn roles_and_privileges() {
         "42501",
     );
     db.client.batch_execute("RESET ROLE").unwrap();
+}
+
+#[test]
+fn bad_data_maps_are_refused_at_load_and_the_active_map_stays() {
+    let mut db = TestDb::new("datamap");
+    let active = db.count("SELECT id FROM erasure.data_map WHERE active", &[]);
+    let good: Value = db.json("SELECT erasure.reference_data_map()", &[]);
+    let mut unknown_table = good.clone();
+    unknown_table["tables"]["ghosts"] = serde_json::json!({"key": "id", "category": "ghost"});
+    let mut unknown_column = good.clone();
+    unknown_column["tables"]["contacts"]["anonymize"]["nickname"] = Value::Null;
+    let mut no_join = good.clone();
+    no_join["tables"]["media"]["links"][1]["parent"] = "contacts".into();
+    let mut missing_link = good.clone();
+    let links = missing_link["tables"]["ai_logs"]["links"]
+        .as_array_mut()
+        .unwrap();
+    links.retain(|l| l["column"] != "conversation_id");
+    for (map, needle) in [
+        (unknown_table, "table ghosts does not exist"),
+        (unknown_column, "contacts.nickname does not exist"),
+        (no_join, "does not join"),
+        (missing_link, "not among the table's links"),
+    ] {
+        let msg = assert_sqlstate(
+            db.client.query("SELECT erasure.load_data_map($1)", &[&map]),
+            "22023",
+        );
+        assert!(msg.contains(needle), "{msg} lacks {needle}");
+    }
+    assert_eq!(
+        db.count("SELECT id FROM erasure.data_map WHERE active", &[]),
+        active
+    );
+    // A valid map loads and becomes the active one.
+    db.client
+        .execute("SELECT erasure.load_data_map($1)", &[&good])
+        .unwrap();
+    assert!(db.count("SELECT id FROM erasure.data_map WHERE active", &[]) > active);
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::erase::{erase, RequestInfo};
 use super::failures::{self, FailedRequest};
-use super::statements::{prepared, run, StatementId};
+use super::statements::{oids, prepared, run, StatementId};
 use crate::error::{ExtError, ExtResult};
 
 /// Where a request came from: the three ways the data-deletion page offers, plus callers.
@@ -126,15 +126,15 @@ fn record_completed(
                 .into()
         },
         || {
-            vec![
-                PgOid::from(pg_sys::INT8OID),
-                PgOid::from(pg_sys::TEXTOID),
-                PgOid::from(pg_sys::TEXTOID),
-                PgOid::from(pg_sys::TEXTOID),
-                PgOid::from(pg_sys::INT8OID),
-                PgOid::from(pg_sys::TEXTOID),
-                PgOid::from(pg_sys::JSONBOID),
-            ]
+            oids(&[
+                pg_sys::INT8OID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::INT8OID,
+                pg_sys::TEXTOID,
+                pg_sys::JSONBOID,
+            ])
         },
     )?;
     let obj = report.as_object_mut().expect("report is an object");
@@ -174,13 +174,13 @@ fn record_completed(
                 .into()
         },
         || {
-            vec![
-                PgOid::from(pg_sys::INT8OID),
-                PgOid::from(pg_sys::TEXTOID),
-                PgOid::from(pg_sys::TEXTOID),
-                PgOid::from(pg_sys::JSONBOID),
-                PgOid::from(pg_sys::JSONBOID),
-            ]
+            oids(&[
+                pg_sys::INT8OID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::JSONBOID,
+                pg_sys::JSONBOID,
+            ])
         },
     )?;
     run(

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::PgOid;
+use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 
 use crate::error::ExtResult;
@@ -34,6 +34,11 @@ pub enum StatementId {
 
 thread_local! {
     static PREPARED: RefCell<HashMap<StatementId, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+}
+
+/// Parameter types for `prepared`.
+pub fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
+    types.iter().map(|&t| PgOid::from(t)).collect()
 }
 
 /// Returns the kept statement for `id`, preparing `sql` with `types` the first time.

@@ -239,6 +239,12 @@ impl Decision {
     }
 }
 
+/// [`Decision::combine`] as a free function, for folding slot answers:
+/// `answers.into_iter().reduce(combine)`.
+pub fn combine(a: Decision, b: Decision) -> Decision {
+    Decision::combine(a, b)
+}
+
 /// Whether `x` is strictly later than `y`; unparseable dates count as latest.
 fn later(x: &str, y: &str) -> bool {
     let key = |s: &str| Timestamp::parse_rfc3339(s).map_or(i64::MAX, |t| t.0);
@@ -671,6 +677,17 @@ mod tests {
             }
         }
         assert_eq!(Decision::combine(anon, r.clone()), r);
+        // Folding several slots.
+        let slots = vec![
+            Decision::Erase,
+            retain("2030-01-01T00:00:00Z"),
+            retain("2032-01-01T00:00:00Z"),
+            Decision::Erase,
+        ];
+        assert_eq!(
+            slots.into_iter().reduce(combine),
+            Some(retain("2032-01-01T00:00:00Z"))
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@
 
 pub use erasure_abi;
 pub use erasure_abi::{
-    decode_output, encode_output, AbiError, Decision, EvalInput, EvalOutput, Hold, Period, Record,
-    Timestamp, ABI_VERSION,
+    combine, decode_output, encode_output, AbiError, Decision, EvalInput, EvalOutput, Hold, Period,
+    Record, Timestamp, ABI_VERSION,
 };
 
 /// Runs a rule function on raw input JSON and returns the output JSON.
