@@ -40,9 +40,30 @@ pub struct Step {
     pub children: Vec<(String, String)>,
 }
 
+/// How the root keys are passed to the steps. With one key per root table (the common case:
+/// `contact:<id>`, `org:<id>`) scalar parameters let PostgreSQL settle on one generic plan per
+/// statement and stop planning; arrays need a custom plan per execution to be estimated well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RootStyle {
+    /// `$i` is one key (`bigint`, NULL when the root table has no row).
+    Scalar,
+    /// `$i` is an array of keys (`bigint[]`).
+    Array,
+}
+
+impl RootStyle {
+    fn test(self, expr: &str, i: usize) -> String {
+        match self {
+            RootStyle::Scalar => format!("{expr} = ${i}"),
+            RootStyle::Array => format!("{expr} = ANY(${i})"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub kind: SubjectKind,
+    pub style: RootStyle,
     /// `$i` of every step's scope is the array of keys found by `roots[i-1]`.
     pub roots: Vec<RootLookup>,
     pub steps: Vec<Step>,
@@ -60,7 +81,7 @@ enum Source {
 }
 
 impl Plan {
-    pub fn build(map: &DataMap, kind: SubjectKind) -> Result<Plan, CoreError> {
+    pub fn build(map: &DataMap, kind: SubjectKind, style: RootStyle) -> Result<Plan, CoreError> {
         let doc = &map.doc;
         let roots_spec = doc
             .subjects
@@ -149,7 +170,7 @@ impl Plan {
             }
         }
 
-        let scope_of = |table: &str, alias: &str| scope(map, &sources, table, alias, 0);
+        let scope_of = |table: &str, alias: &str| scope(map, &sources, style, table, alias, 0);
         let mut steps = Vec::new();
         for name in &map.delete_order {
             let spec = map.table(name);
@@ -193,7 +214,12 @@ impl Plan {
                 }
             }
         }
-        Ok(Plan { kind, roots, steps })
+        Ok(Plan {
+            kind,
+            style,
+            roots,
+            steps,
+        })
     }
 
     /// Tables this plan touches, in step order, each once.
@@ -228,6 +254,7 @@ pub fn kind_is_id(kind: SubjectKind) -> bool {
 fn scope(
     map: &DataMap,
     sources: &std::collections::BTreeMap<&str, Vec<Source>>,
+    style: RootStyle,
     table: &str,
     alias: &str,
     depth: usize,
@@ -238,23 +265,23 @@ fn scope(
     let mut nested = Vec::new();
     for source in &sources[table] {
         match source {
-            Source::Root(i) => direct.push(format!("{alias}.{key} = ANY(${i})")),
+            Source::Root(i) => direct.push(style.test(&format!("{alias}.{key}"), *i)),
             Source::Tenant => {
                 let tc = map.doc.tenant_column.as_deref().unwrap();
-                direct.push(format!("{alias}.{} = ANY($1)", quote_ident(tc)));
+                direct.push(style.test(&format!("{alias}.{}", quote_ident(tc)), 1));
             }
             Source::Link { column, parent } => {
                 let col = quote_ident(column);
                 let parent_sources = &sources[parent.as_str()];
                 if let [Source::Root(i)] = parent_sources.as_slice() {
-                    direct.push(format!("{alias}.{col} = ANY(${i})"));
+                    direct.push(style.test(&format!("{alias}.{col}"), *i));
                 } else {
                     let inner = format!("s{}", depth + 1);
                     let pkey = quote_ident(&map.table(parent).key);
                     nested.push(format!(
                         "{alias}.{col} IN (SELECT {inner}.{pkey} FROM {} {inner} WHERE {})",
                         quote_table(parent),
-                        scope(map, sources, parent, &inner, depth + 1)
+                        scope(map, sources, style, parent, &inner, depth + 1)
                     ));
                 }
             }

@@ -3,7 +3,7 @@
 
 use erasure_core::catalog::{Catalog, ColumnFacts, ForeignKey, TableFacts};
 use erasure_core::datamap::{qualified, DataMap, DataMapDoc};
-use erasure_core::plan::{Plan, StepAction};
+use erasure_core::plan::{Plan, RootStyle, StepAction};
 use erasure_core::statements::{build, StatementKind};
 use erasure_core::subject::SubjectKind;
 use erasure_core::CoreError;
@@ -142,7 +142,7 @@ fn delete_order_puts_children_first() {
 #[test]
 fn contact_plan_reaches_own_children_only() {
     let map = load(small_map()).unwrap();
-    let plan = Plan::build(&map, SubjectKind::Contact).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Array).unwrap();
     assert_eq!(plan.roots.len(), 1);
     assert!(plan.roots[0].sql.contains("FOR UPDATE"));
     assert!(plan.roots[0].sql.contains("$2"), "org narrowing");
@@ -174,7 +174,7 @@ fn contact_plan_reaches_own_children_only() {
 #[test]
 fn user_plan_detaches_organization_rows() {
     let map = load(small_map()).unwrap();
-    let plan = Plan::build(&map, SubjectKind::User).unwrap();
+    let plan = Plan::build(&map, SubjectKind::User, RootStyle::Array).unwrap();
     let detached: Vec<(&str, &str)> = plan
         .steps
         .iter()
@@ -202,9 +202,23 @@ fn user_plan_detaches_organization_rows() {
 }
 
 #[test]
+fn scalar_style_passes_one_key_per_root() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
+    let step = |t: &str| plan.steps.iter().find(|s| s.table == t).unwrap();
+    assert_eq!(step("contacts").scope, "t.\"id\" = $1");
+    assert!(
+        step("media").scope.ends_with("s2.\"contact_id\" = $1))"),
+        "{}",
+        step("media").scope
+    );
+    assert!(plan.steps.iter().all(|s| !s.scope.contains("ANY(")));
+}
+
+#[test]
 fn meta_plan_has_two_roots() {
     let map = load(small_map()).unwrap();
-    let plan = Plan::build(&map, SubjectKind::Meta).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Meta, RootStyle::Array).unwrap();
     assert_eq!(plan.roots.len(), 2);
     let cc = plan
         .steps
@@ -221,7 +235,7 @@ fn meta_plan_has_two_roots() {
 #[test]
 fn org_plan_uses_the_tenant_column() {
     let map = load(small_map()).unwrap();
-    let plan = Plan::build(&map, SubjectKind::Org).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Org, RootStyle::Array).unwrap();
     let own: Vec<&str> = plan
         .steps
         .iter()
@@ -247,7 +261,7 @@ fn org_plan_uses_the_tenant_column() {
 #[test]
 fn statements_quote_and_parameterise() {
     let map = load(small_map()).unwrap();
-    let plan = Plan::build(&map, SubjectKind::Contact).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Array).unwrap();
     let media = plan.steps.iter().find(|s| s.table == "media").unwrap();
     let erase = build(&map, &plan, media, StatementKind::Erase);
     assert!(

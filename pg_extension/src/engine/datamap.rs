@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use erasure_core::catalog::{Catalog, ColumnFacts, ForeignKey, TableFacts};
 use erasure_core::datamap::{DataMap, DataMapDoc};
-use erasure_core::plan::Plan;
+use erasure_core::plan::{Plan, RootStyle};
 use erasure_core::subject::SubjectKind;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -19,16 +19,16 @@ use crate::error::{ExtError, ExtResult};
 pub struct LoadedMap {
     pub id: i64,
     pub map: DataMap,
-    plans: RefCell<HashMap<SubjectKind, Rc<Plan>>>,
+    plans: RefCell<HashMap<(SubjectKind, RootStyle), Rc<Plan>>>,
 }
 
 impl LoadedMap {
-    pub fn plan(&self, kind: SubjectKind) -> ExtResult<Rc<Plan>> {
-        if let Some(p) = self.plans.borrow().get(&kind) {
+    pub fn plan(&self, kind: SubjectKind, style: RootStyle) -> ExtResult<Rc<Plan>> {
+        if let Some(p) = self.plans.borrow().get(&(kind, style)) {
             return Ok(p.clone());
         }
-        let plan = Rc::new(Plan::build(&self.map, kind)?);
-        self.plans.borrow_mut().insert(kind, plan.clone());
+        let plan = Rc::new(Plan::build(&self.map, kind, style)?);
+        self.plans.borrow_mut().insert((kind, style), plan.clone());
         Ok(plan)
     }
 }
@@ -46,6 +46,12 @@ pub fn active(client: &SpiClient<'_>) -> ExtResult<Rc<LoadedMap>> {
         Vec::new,
     )?;
     let id: Option<i64> = client.select(&*stmt, None, &[])?.first().get_one()?;
+    by_id(client, id)
+}
+
+/// The data map with this id (the active one, as the caller read it), from the backend cache
+/// when it is there.
+pub fn by_id(client: &SpiClient<'_>, id: Option<i64>) -> ExtResult<Rc<LoadedMap>> {
     let Some(id) = id else {
         return Err(ExtError::NotReady(
             "no data map is loaded: call erasure.load_data_map(map jsonb) first".into(),
@@ -152,7 +158,7 @@ pub fn load(client: &mut SpiClient<'_>, map: serde_json::Value) -> ExtResult<i64
     // Every subject kind must plan, so a request never meets a map that cannot serve it.
     for kind in SubjectKind::ALL {
         if validated.doc.subjects.contains_key(kind.as_str()) {
-            Plan::build(&validated, kind)?;
+            Plan::build(&validated, kind, RootStyle::Array)?;
         }
     }
     client.update(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use erasure_abi::{Hold, Record};
 use erasure_core::decide::{combine, Action, Verdict};
-use erasure_core::plan::{kind_is_id, Plan, Step, StepAction};
+use erasure_core::plan::{kind_is_id, Plan, RootStyle, Step, StepAction};
 use erasure_core::statements::{self, anonymize_values, StatementKind};
 use erasure_core::subject::{Subject, SubjectValue};
 use pgrx::datum::DatumWithOid;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::datamap::{self, LoadedMap};
 use super::rules::{self, ActiveModule, CallContext};
 use super::statements::{prepared, run, StatementId};
-use crate::error::{ExtError, ExtResult};
+use crate::error::ExtResult;
 use crate::guc;
 
 /// What happened to one table's rows.
@@ -64,6 +64,16 @@ pub struct Outcome {
     pub data_map_id: i64,
 }
 
+/// What one statement reads at the start of every request: which data map and modules are
+/// active, and the transaction's time as the modules see it.
+pub struct EngineContext {
+    pub map_id: Option<i64>,
+    /// Whether any legal hold is active at all; when none is, the hold look-up is skipped.
+    pub any_active_hold: bool,
+    pub modules: Vec<(String, String)>,
+    pub now: String,
+}
+
 /// The request as the modules see it (no personal data).
 pub struct RequestInfo<'a> {
     pub request_id: i64,
@@ -93,14 +103,32 @@ struct Erasure<'a> {
     outcome: Outcome,
 }
 
-pub fn erase(client: &mut SpiClient<'_>, info: &RequestInfo<'_>) -> ExtResult<Outcome> {
-    let map = datamap::active(client)?;
-    let plan = map.plan(info.subject.kind)?;
-    let modules = rules::active_modules(client)?;
-    let now = now_rfc3339(client)?;
+pub fn erase(
+    client: &mut SpiClient<'_>,
+    info: &RequestInfo<'_>,
+    ctx: &EngineContext,
+) -> ExtResult<Outcome> {
+    let map = datamap::by_id(client, ctx.map_id)?;
+    let modules = rules::active_modules(client, &ctx.modules)?;
+    let now = ctx.now.clone();
 
-    let (roots, orgs) = lock_roots(client, &map, &plan, info)?;
-    let holds = applicable_holds(client, info, &orgs)?;
+    let (roots, orgs) = lock_roots(
+        client,
+        &map,
+        &*map.plan(info.subject.kind, RootStyle::Array)?,
+        info,
+    )?;
+    let style = if roots.iter().all(|r| r.len() <= 1) {
+        RootStyle::Scalar
+    } else {
+        RootStyle::Array
+    };
+    let plan = map.plan(info.subject.kind, style)?;
+    let holds = if ctx.any_active_hold {
+        applicable_holds(client, info, &orgs)?
+    } else {
+        Vec::new()
+    };
     let request_json = serde_json::json!({
         "request_id": info.request_id,
         "subject_kind": info.subject.kind.as_str(),
@@ -151,20 +179,6 @@ pub fn erase(client: &mut SpiClient<'_>, info: &RequestInfo<'_>) -> ExtResult<Ou
         });
     e.outcome.totals = totals;
     Ok(e.outcome)
-}
-
-fn now_rfc3339(client: &SpiClient<'_>) -> ExtResult<String> {
-    let stmt = prepared(
-        client,
-        StatementId::Fixed("now"),
-        || "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')".into(),
-        Vec::new,
-    )?;
-    client
-        .select(&*stmt, None, &[])?
-        .first()
-        .get_one::<String>()?
-        .ok_or_else(|| ExtError::Internal("now() returned NULL".into()))
 }
 
 /// Finds and locks (`FOR UPDATE`) the subject's root rows first, so a concurrent writer cannot
@@ -257,12 +271,23 @@ fn applicable_holds(
     Ok(holds)
 }
 
-fn root_args(roots: &[Vec<i64>]) -> Vec<DatumWithOid<'static>> {
-    roots.iter().map(|r| r.clone().into()).collect()
+/// The root keys as the plan's style takes them: one key (or NULL) per root table, or arrays.
+fn root_args(plan: &Plan, roots: &[Vec<i64>]) -> Vec<DatumWithOid<'static>> {
+    roots
+        .iter()
+        .map(|r| match plan.style {
+            RootStyle::Scalar => r.first().copied().into(),
+            RootStyle::Array => r.clone().into(),
+        })
+        .collect()
 }
 
 fn root_types(plan: &Plan) -> Vec<PgOid> {
-    vec![PgOid::from(pg_sys::INT8ARRAYOID); plan.roots.len()]
+    let oid = match plan.style {
+        RootStyle::Scalar => pg_sys::INT8OID,
+        RootStyle::Array => pg_sys::INT8ARRAYOID,
+    };
+    vec![PgOid::from(oid); plan.roots.len()]
 }
 
 fn text() -> PgOid {
@@ -276,7 +301,7 @@ impl Erasure<'_> {
             match &step.action {
                 StepAction::Detach { .. } => {
                     let stmt = self.statement(client, index, step, StatementKind::Detach)?;
-                    let n = run(client, &stmt, &root_args(&self.roots))?.len() as i64;
+                    let n = run(client, &stmt, &root_args(self.plan, &self.roots))?.len() as i64;
                     self.counts(&step.table).detached += n;
                 }
                 StepAction::Own if self.map.map.table(&step.table).attrs.is_empty() => {
@@ -308,6 +333,7 @@ impl Erasure<'_> {
             StatementId::Plan {
                 map_id: self.map.id,
                 kind: self.plan.kind,
+                style: self.plan.style,
                 step: index,
                 what,
             },
@@ -361,15 +387,22 @@ impl Erasure<'_> {
         }
         let n = records.len();
         let mut per_module = Vec::with_capacity(self.modules.len());
+        let mut deciding = Vec::with_capacity(self.modules.len());
         for m in &self.modules {
+            // ABI: the legal_hold slot is asked only when a hold applies to the request;
+            // without one it has no objection, and its call is saved.
+            if m.slot == "legal_hold" && self.holds.is_empty() {
+                continue;
+            }
             per_module.push(m.evaluate(&self.call_context(), records.clone())?);
+            deciding.push(m.clone());
         }
         self.outcome.records_decided += n as i64;
         let verdicts: Vec<Verdict> = (0..n)
             .map(|i| {
                 let pairs: Vec<(&erasure_abi::Decision, &str)> = per_module
                     .iter()
-                    .zip(&self.modules)
+                    .zip(&deciding)
                     .map(|(d, m)| (&d[i], m.sha256.as_str()))
                     .collect();
                 combine(&pairs)
@@ -445,7 +478,7 @@ impl Erasure<'_> {
                 return self.apply_pinned(client, index, step, &kept_children);
             }
             let stmt = self.statement(client, index, step, StatementKind::Erase)?;
-            let mut args = root_args(&self.roots);
+            let mut args = root_args(self.plan, &self.roots);
             if self.map.map.table(&table).outbox.is_some() {
                 args.push(self.info.request_id.into());
                 args.push(table.as_str().into());
@@ -477,7 +510,7 @@ impl Erasure<'_> {
             StatementKind::Keep
         };
         let stmt = self.statement(client, index, step, what)?;
-        let mut args = root_args(&self.roots);
+        let mut args = root_args(self.plan, &self.roots);
         args.extend(self.ledger_args(&step.table, verdict));
         if what == StatementKind::AnonymizeKeep {
             for (_, v) in anonymize_values(&self.map.map, &step.table) {
@@ -511,7 +544,7 @@ impl Erasure<'_> {
     ) -> ExtResult<()> {
         let sql = statements::erase_unreferenced(&self.map.map, step, kept_children);
         let erased = client
-            .update(sql.as_str(), None, &root_args(&self.roots))?
+            .update(sql.as_str(), None, &root_args(self.plan, &self.roots))?
             .len() as i64;
         let children: Vec<String> = kept_children.iter().map(|(c, _)| c.clone()).collect();
         let row = client
@@ -549,7 +582,7 @@ impl Erasure<'_> {
         let kept = if action == Action::Hold {
             // Held parents stay as they are: the hold preserves evidence.
             let stmt = self.statement(client, index, step, StatementKind::Keep)?;
-            let mut args = root_args(&self.roots);
+            let mut args = root_args(self.plan, &self.roots);
             args.extend(self.ledger_args(&table, &verdict));
             run(client, &stmt, &args)?.len() as i64
         } else {
@@ -574,7 +607,7 @@ impl Erasure<'_> {
         let category = self.map.map.table(&table).category.clone();
         let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
         let mut rows: Vec<(i64, serde_json::Map<String, serde_json::Value>)> = Vec::new();
-        for row in run(client, &stmt, &root_args(&self.roots))? {
+        for row in run(client, &stmt, &root_args(self.plan, &self.roots))? {
             let key: i64 = row.get(1)?.unwrap_or_default();
             let attrs = match row.get::<JsonB>(2)? {
                 Some(JsonB(serde_json::Value::Object(m))) => m,

@@ -7,7 +7,7 @@ use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use serde_json::json;
 
-use super::erase::{erase, RequestInfo};
+use super::erase::{erase, EngineContext, RequestInfo};
 use super::failures::{self, FailedRequest};
 use super::statements::{oids, prepared, run, StatementId};
 use crate::error::{ExtError, ExtResult};
@@ -33,28 +33,47 @@ struct Identity {
     request_id: i64,
     confirmation_code: String,
     salt: String,
+    engine: EngineContext,
 }
 
-fn new_identity(client: &SpiClient<'_>) -> ExtResult<Identity> {
+/// Everything a request reads before it starts, in one statement: a new id and confirmation
+/// code (only for a real request: a preview takes no id), the subject-hash salt, and the active
+/// data map, modules and time.
+fn new_identity(client: &SpiClient<'_>, real: bool) -> ExtResult<Identity> {
     let stmt = prepared(
         client,
-        StatementId::Fixed("new_request"),
+        StatementId::Fixed("request_context"),
         || {
-            "SELECT nextval('erasure.requests_id_seq'),
+            "SELECT CASE WHEN $1 THEN nextval('erasure.requests_id_seq') END,
                     'ER-' || upper(substr(replace(gen_random_uuid()::text, '-', ''), 1, 20)),
-                    (SELECT subject_salt FROM erasure.settings)"
+                    s.subject_salt,
+                    (SELECT id FROM erasure.data_map WHERE active),
+                    (SELECT array_agg(slot ORDER BY slot) FROM erasure.modules WHERE active),
+                    (SELECT array_agg(sha256 ORDER BY slot) FROM erasure.modules WHERE active),
+                    to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    EXISTS (SELECT 1 FROM erasure.legal_holds WHERE released_at IS NULL)
+               FROM erasure.settings s"
                 .into()
         },
-        Vec::new,
+        || oids(&[pg_sys::BOOLOID]),
     )?;
-    let row = client.select(&*stmt, None, &[])?.first();
+    let row = client.select(&*stmt, None, &[real.into()])?.first();
+    let slots: Vec<String> = row.get(5)?.unwrap_or_default();
+    let shas: Vec<String> = row.get(6)?.unwrap_or_default();
     Ok(Identity {
         request_id: row.get(1)?.unwrap_or_default(),
         confirmation_code: row.get(2)?.unwrap_or_default(),
         salt: row.get(3)?.unwrap_or_default(),
+        engine: EngineContext {
+            map_id: row.get(4)?,
+            any_active_hold: row.get(8)?.unwrap_or(true),
+            modules: slots.into_iter().zip(shas).collect(),
+            now: row.get(7)?.unwrap_or_default(),
+        },
     })
 }
 
+/// The installation's subject-hash salt.
 pub fn subject_salt(client: &SpiClient<'_>) -> ExtResult<String> {
     Ok(client
         .select("SELECT subject_salt FROM erasure.settings", None, &[])?
@@ -70,7 +89,7 @@ pub fn request_erasure(subject: &str, org_id: Option<i64>, source: &str) -> Json
     let (identity, parsed) = Spi::connect(
         |client| -> ExtResult<(Identity, Result<Subject, ExtError>)> {
             Ok((
-                new_identity(client)?,
+                new_identity(client, true)?,
                 Subject::parse(subject).map_err(ExtError::from),
             ))
         },
@@ -110,19 +129,35 @@ fn record_completed(
         org_id,
         source,
     };
-    let outcome = erase(client, &info)?;
+    let outcome = erase(client, &info, &identity.engine)?;
     let mut report =
         serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))?;
+    let obj = report.as_object_mut().expect("report is an object");
+    obj.insert("request_id".into(), json!(identity.request_id));
+    obj.insert(
+        "confirmation_code".into(),
+        json!(identity.confirmation_code),
+    );
+    obj.insert("status".into(), json!("completed"));
+    obj.insert("source".into(), json!(source));
+    // The request row and its audit entry, in one statement.
     let stmt = prepared(
         client,
         StatementId::Fixed("insert_request"),
         || {
-            "INSERT INTO erasure.requests (id, confirmation_code, status, subject_kind, subject_hash, org_id, source,
-                                           requested_at, acknowledge_by, complete_by, completed_at, backups_purged_by, report)
-             VALUES ($1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
-                     clock_timestamp(), now() + interval '30 days', $7)
-             RETURNING to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                       to_char(backups_purged_by AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+            "WITH r AS (
+                INSERT INTO erasure.requests (id, confirmation_code, status, subject_kind, subject_hash, org_id, source,
+                                              requested_at, acknowledge_by, complete_by, completed_at, backups_purged_by, report)
+                VALUES ($1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
+                        clock_timestamp(), now() + interval '30 days', $7)
+                RETURNING completed_at, backups_purged_by),
+             a AS (
+                INSERT INTO erasure.audit_log (event, request_id, detail)
+                VALUES ('erasure_completed', $1, jsonb_build_object('subject_kind', $3::text, 'subject_hash', $4::text,
+                        'totals', $7::jsonb -> 'totals', 'modules', $7::jsonb -> 'modules')))
+             SELECT to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(backups_purged_by AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+               FROM r"
                 .into()
         },
         || {
@@ -137,14 +172,6 @@ fn record_completed(
             ])
         },
     )?;
-    let obj = report.as_object_mut().expect("report is an object");
-    obj.insert("request_id".into(), json!(identity.request_id));
-    obj.insert(
-        "confirmation_code".into(),
-        json!(identity.confirmation_code),
-    );
-    obj.insert("status".into(), json!("completed"));
-    obj.insert("source".into(), json!(source));
     let row = run(
         client,
         &stmt,
@@ -164,36 +191,6 @@ fn record_completed(
     let obj = report.as_object_mut().expect("report is an object");
     obj.insert("completed_at".into(), json!(completed_at));
     obj.insert("backups_purged_by".into(), json!(backups));
-    let stmt = prepared(
-        client,
-        StatementId::Fixed("audit_request"),
-        || {
-            "INSERT INTO erasure.audit_log (event, request_id, detail)
-             VALUES ('erasure_completed', $1, jsonb_build_object('subject_kind', $2::text, 'subject_hash', $3::text,
-                     'totals', $4::jsonb, 'modules', $5::jsonb))"
-                .into()
-        },
-        || {
-            oids(&[
-                pg_sys::INT8OID,
-                pg_sys::TEXTOID,
-                pg_sys::TEXTOID,
-                pg_sys::JSONBOID,
-                pg_sys::JSONBOID,
-            ])
-        },
-    )?;
-    run(
-        client,
-        &stmt,
-        &[
-            identity.request_id.into(),
-            subject.kind.as_str().into(),
-            hash.as_str().into(),
-            JsonB(report["totals"].clone()).into(),
-            JsonB(report["modules"].clone()).into(),
-        ],
-    )?;
     Ok(JsonB(report))
 }
 
@@ -203,8 +200,8 @@ pub fn preview_erasure(subject: &str, org_id: Option<i64>) -> JsonB {
     let subject = Subject::parse(subject).unwrap_or_else(|e| ExtError::from(e).raise());
     let outcome = super::subxact::rolled_back(|| {
         Spi::connect_mut(|client| -> ExtResult<serde_json::Value> {
-            let salt = subject_salt(client)?;
-            let hash = subject.hash(&salt);
+            let identity = new_identity(client, false)?;
+            let hash = subject.hash(&identity.salt);
             let info = RequestInfo {
                 request_id: 0,
                 subject: &subject,
@@ -212,7 +209,7 @@ pub fn preview_erasure(subject: &str, org_id: Option<i64>) -> JsonB {
                 org_id,
                 source: "preview",
             };
-            let outcome = erase(client, &info)?;
+            let outcome = erase(client, &info, &identity.engine)?;
             serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))
         })
         .unwrap_or_else(|e| e.raise())

@@ -41,21 +41,13 @@ pub fn with_host<R>(f: impl FnOnce(&RuleHost) -> ExtResult<R>) -> ExtResult<R> {
     })
 }
 
-/// The active module of every slot, loaded. A slot without an active module is an error: an
-/// erasure decided by half the rules could delete what a legal hold protects.
-pub fn active_modules(client: &SpiClient<'_>) -> ExtResult<Vec<Rc<ActiveModule>>> {
-    let stmt = prepared(
-        client,
-        StatementId::Fixed("active_modules"),
-        || "SELECT slot, sha256 FROM erasure.modules WHERE active ORDER BY slot DESC".into(),
-        Vec::new,
-    )?;
-    let mut active = Vec::new();
-    for row in client.select(&*stmt, None, &[])? {
-        let slot: String = row.get(1)?.unwrap_or_default();
-        let sha: String = row.get(2)?.unwrap_or_default();
-        active.push((slot, sha));
-    }
+/// The active module of every slot, loaded, from the `(slot, sha256)` pairs the caller read.
+/// A slot without an active module is an error: an erasure decided by half the rules could
+/// delete what a legal hold protects.
+pub fn active_modules(
+    client: &SpiClient<'_>,
+    active: &[(String, String)],
+) -> ExtResult<Vec<Rc<ActiveModule>>> {
     let mut out = Vec::new();
     for slot in SLOTS {
         let Some((_, sha)) = active.iter().find(|(s, _)| s == slot) else {

@@ -18,6 +18,7 @@ pub enum StatementId {
     Plan {
         map_id: i64,
         kind: erasure_core::subject::SubjectKind,
+        style: erasure_core::plan::RootStyle,
         step: usize,
         what: erasure_core::statements::StatementKind,
     },
