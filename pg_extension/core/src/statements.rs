@@ -24,7 +24,8 @@ pub enum StatementKind {
     AnonymizeKeep,
     /// Detach: null the link column of rows in scope. No own params.
     Detach,
-    /// Per-row attributes: key and a jsonb of the attribute columns.
+    /// Per-row attributes: key and a jsonb of the attribute columns, one keyset page at a time.
+    /// Own params: the last key of the previous page, the page size.
     SelectAttrs,
     /// Row-level erase by keys. Params: `$1` keys, `$2` request id, `$3` table (outbox tables).
     EraseKeys,
@@ -87,8 +88,11 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
                 .map(|a| format!("'{}', t.{}", a.replace('\'', "''"), quote_ident(a)))
                 .collect();
             format!(
-                "SELECT t.{key}, jsonb_build_object({}) FROM {tbl} t WHERE {scope} ORDER BY t.{key}",
-                pairs.join(", ")
+                "SELECT t.{key}, jsonb_build_object({}) FROM {tbl} t WHERE {scope} AND t.{key} > ${} \
+                 ORDER BY t.{key} LIMIT ${}",
+                pairs.join(", "),
+                r + 1,
+                r + 2
             )
         }
         StatementKind::EraseKeys => match &spec.outbox {

@@ -348,7 +348,8 @@ impl Erasure<'_> {
                 };
                 match what {
                     StatementKind::Erase if spec.outbox.is_some() => t.extend([int8, text()]),
-                    StatementKind::Erase | StatementKind::Detach | StatementKind::SelectAttrs => {}
+                    StatementKind::Erase | StatementKind::Detach => {}
+                    StatementKind::SelectAttrs => t.extend([int8, int8]),
                     StatementKind::Keep => {
                         t.extend([int8, text(), text(), text(), text(), text(), text()])
                     }
@@ -595,8 +596,9 @@ impl Erasure<'_> {
         Ok(())
     }
 
-    /// Tables with per-row attributes: rows are read with their attributes, decided in batches,
-    /// and each decision applied set-based (keys as arrays).
+    /// Tables with per-row attributes: rows are read with their attributes one batch at a time
+    /// (keyset-paginated, so memory does not grow with the table), decided, and each decision
+    /// applied set-based (keys as arrays) before the next batch is read.
     fn apply_rows(
         &mut self,
         client: &mut SpiClient<'_>,
@@ -605,46 +607,65 @@ impl Erasure<'_> {
     ) -> ExtResult<()> {
         let table = step.table.clone();
         let category = self.map.map.table(&table).category.clone();
+        let batch = guc::DECISION_BATCH_ROWS.get().max(1) as i64;
         let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
-        let mut rows: Vec<(i64, serde_json::Map<String, serde_json::Value>)> = Vec::new();
-        for row in run(client, &stmt, &root_args(self.plan, &self.roots))? {
-            let key: i64 = row.get(1)?.unwrap_or_default();
-            let attrs = match row.get::<JsonB>(2)? {
-                Some(JsonB(serde_json::Value::Object(m))) => m,
-                _ => Default::default(),
-            };
-            rows.push((key, attrs));
+        let mut after = i64::MIN;
+        loop {
+            let mut args = root_args(self.plan, &self.roots);
+            args.push(after.into());
+            args.push(batch.into());
+            let mut keys = Vec::new();
+            let mut records = Vec::new();
+            for row in run(client, &stmt, &args)? {
+                keys.push(row.get::<i64>(1)?.unwrap_or_default());
+                let attrs = match row.get::<JsonB>(2)? {
+                    Some(JsonB(serde_json::Value::Object(m))) => m,
+                    _ => Default::default(),
+                };
+                records.push(Record {
+                    table: table.clone(),
+                    category: category.clone(),
+                    attrs,
+                    group: false,
+                });
+            }
+            let Some(&last) = keys.last() else { break };
+            after = last;
+            let verdicts = self.decide(records)?;
+            self.apply_row_verdicts(client, index, step, &keys, verdicts)?;
+            if (keys.len() as i64) < batch {
+                break;
+            }
         }
-        let batch = guc::DECISION_BATCH_ROWS.get().max(1) as usize;
+        Ok(())
+    }
+
+    fn apply_row_verdicts(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        index: usize,
+        step: &Step,
+        keys: &[i64],
+        verdicts: Vec<Verdict>,
+    ) -> ExtResult<()> {
+        let table = step.table.clone();
         let mut erase_keys = Vec::new();
         let mut anonymize_keys = Vec::new();
         let mut ledger: Vec<(i64, Verdict)> = Vec::new();
-        for chunk in rows.chunks(batch) {
-            let records = chunk
-                .iter()
-                .map(|(_, attrs)| Record {
-                    table: table.clone(),
-                    category: category.clone(),
-                    attrs: attrs.clone(),
-                    group: false,
-                })
-                .collect();
-            let verdicts = self.decide(records)?;
-            for ((key, _), v) in chunk.iter().zip(verdicts) {
-                match v.action {
-                    Action::Erase => erase_keys.push(*key),
-                    Action::Anonymize => {
-                        anonymize_keys.push(*key);
-                        ledger.push((*key, v));
-                    }
-                    Action::Retain | Action::Hold => ledger.push((*key, v)),
+        for (key, v) in keys.iter().zip(verdicts) {
+            match v.action {
+                Action::Erase => erase_keys.push(*key),
+                Action::Anonymize => {
+                    anonymize_keys.push(*key);
+                    ledger.push((*key, v));
                 }
+                Action::Retain | Action::Hold => ledger.push((*key, v)),
             }
         }
         let outbox = self.map.map.table(&table).outbox.is_some();
         if !erase_keys.is_empty() {
             let stmt = self.statement(client, index, step, StatementKind::EraseKeys)?;
-            let mut args: Vec<DatumWithOid> = vec![erase_keys.clone().into()];
+            let mut args: Vec<DatumWithOid> = vec![erase_keys.into()];
             if outbox {
                 args.push(self.info.request_id.into());
                 args.push(table.as_str().into());
@@ -657,7 +678,7 @@ impl Erasure<'_> {
         }
         if !anonymize_keys.is_empty() {
             let stmt = self.statement(client, index, step, StatementKind::AnonymizeKeys)?;
-            let mut args: Vec<DatumWithOid> = vec![anonymize_keys.clone().into()];
+            let mut args: Vec<DatumWithOid> = vec![anonymize_keys.into()];
             for (_, v) in anonymize_values(&self.map.map, &table) {
                 args.push(v.into());
             }
