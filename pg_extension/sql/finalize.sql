@@ -14,6 +14,8 @@ GRANT EXECUTE ON FUNCTION
     erasure.install_module(text, bytea, jsonb),
     erasure.activate_module(text, text),
     erasure.install_default_modules(text),
+    erasure.evaluate_module(text, text, bigint),
+    erasure.replay_module(text, integer),
     erasure.place_hold(text, text, bigint, timestamptz),
     erasure.release_hold(bigint),
     erasure.load_data_map(jsonb),
@@ -41,6 +43,10 @@ COMMENT ON FUNCTION erasure.activate_module(text, text) IS
     'Make an installed module the active one of its slot; the previous one stays installed for rollback';
 COMMENT ON FUNCTION erasure.install_default_modules(text) IS
     'Install and activate the shipped retention module (for eu-gdpr, in-dpdp or us-ccpa) and legal_hold module';
+COMMENT ON FUNCTION erasure.evaluate_module(text, text, bigint) IS
+    'Shadow evaluation: a candidate module''s outcome for a subject side by side with the active module''s; changes nothing';
+COMMENT ON FUNCTION erasure.replay_module(text, integer) IS
+    'Replay the decisions of the last N completed requests with a candidate module; counts what would change';
 COMMENT ON FUNCTION erasure.place_hold(text, text, bigint, timestamptz) IS
     'Place a legal hold on a subject: erasures keep its data until release_hold or expiry';
 COMMENT ON FUNCTION erasure.release_hold(bigint) IS

@@ -63,7 +63,10 @@ CREATE TABLE erasure.requests (
     backups_purged_by timestamptz,
     error_code        text,
     error_message     text,
-    report            jsonb
+    report            jsonb,
+    -- Records decided and their verdicts (JSON bytes; no personal data), for replaying a
+    -- candidate rule module against past requests.
+    decision_log      bytea
 );
 CREATE INDEX requests_subject_hash ON erasure.requests (subject_hash);
 CREATE SEQUENCE erasure.requests_id_seq OWNED BY erasure.requests.id;

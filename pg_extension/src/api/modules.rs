@@ -24,3 +24,23 @@ fn activate_module(slot: &str, sha256: &str) {
 fn install_default_modules(regime: default!(&str, "'eu-gdpr'")) -> JsonB {
     Spi::connect_mut(|client| modules::install_defaults(client, regime).map(JsonB)).or_raise()
 }
+
+/// Shadow evaluation: the outcome of erasing `subject` with the candidate module in its slot,
+/// side by side with the active modules' outcome. Changes nothing.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn evaluate_module(sha256: &str, subject: &str, org_id: default!(Option<i64>, "NULL")) -> JsonB {
+    crate::engine::shadow::evaluate_module(sha256, subject, org_id)
+        .map(JsonB)
+        .or_raise()
+}
+
+/// Replays the decisions of the last `last_n` completed requests with the candidate module and
+/// counts the verdicts that would change.
+#[pg_extern(security_definer, stable, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn replay_module(sha256: &str, last_n: default!(i32, "100")) -> JsonB {
+    Spi::connect(|client| crate::engine::shadow::replay_module(client, sha256, last_n.max(0)))
+        .map(JsonB)
+        .or_raise()
+}

@@ -1,6 +1,7 @@
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use crate::engine::statements::first_value;
 use crate::engine::{purge, request};
 use crate::error::{ExtError, OrRaise};
 
@@ -27,9 +28,8 @@ fn preview_erasure(subject: &str, org_id: default!(Option<i64>, "NULL")) -> Json
 #[search_path(pg_catalog, pg_temp)]
 fn request_status(confirmation_code: &str) -> JsonB {
     Spi::connect(|client| {
-        let row: Option<JsonB> = client
-            .select(
-                "SELECT jsonb_build_object(
+        let row: Option<JsonB> = first_value(client.select(
+            "SELECT jsonb_build_object(
                     'request_id', id, 'confirmation_code', confirmation_code, 'status', status,
                     'subject_kind', subject_kind, 'source', source,
                     'requested_at', requested_at, 'acknowledge_by', acknowledge_by,
@@ -38,11 +38,9 @@ fn request_status(confirmation_code: &str) -> JsonB {
                     'error_code', error_code, 'error_message', error_message,
                     'totals', report->'totals')
                    FROM erasure.requests WHERE confirmation_code = $1",
-                None,
-                &[confirmation_code.into()],
-            )?
-            .first()
-            .get_one()?;
+            None,
+            &[confirmation_code.into()],
+        )?)?;
         row.ok_or_else(|| {
             ExtError::NotFound("no erasure request has this confirmation code".into())
         })

@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 
-use super::statements::{forget_plans_except, prepared, StatementId};
+use super::statements::{first_value, forget_plans_except, prepared, StatementId};
 use crate::error::{ExtError, ExtResult};
 
 pub struct LoadedMap {
@@ -45,7 +45,7 @@ pub fn active(client: &SpiClient<'_>) -> ExtResult<Rc<LoadedMap>> {
         || "SELECT id FROM erasure.data_map WHERE active".into(),
         Vec::new,
     )?;
-    let id: Option<i64> = client.select(&*stmt, None, &[])?.first().get_one()?;
+    let id: Option<i64> = first_value(client.select(&*stmt, None, &[])?)?;
     by_id(client, id)
 }
 

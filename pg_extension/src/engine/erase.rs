@@ -62,7 +62,30 @@ pub struct Outcome {
     pub records_decided: i64,
     pub holds_applied: Vec<String>,
     pub data_map_id: i64,
+    /// What was decided about which record, kept (as bytes, outside the report) so a candidate
+    /// module can be replayed against past requests. No personal data: table, category, the
+    /// data map's per-row attributes (dates) and the verdict.
+    #[serde(skip)]
+    pub decision_log: DecisionLog,
 }
+
+/// Records decided in one request, with the combined verdict, capped in size.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct DecisionLog {
+    pub entries: Vec<LoggedDecision>,
+    /// More records were decided than the log keeps.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LoggedDecision {
+    pub record: Record,
+    pub action: String,
+    pub until: Option<String>,
+}
+
+/// The most records one request's decision log keeps.
+const DECISION_LOG_CAP: usize = 5_000;
 
 /// What one statement reads at the start of every request: which data map and modules are
 /// active, and the transaction's time as the modules see it.
@@ -155,6 +178,7 @@ pub fn erase(
             records_decided: 0,
             holds_applied: Vec::new(),
             data_map_id: map.id,
+            decision_log: DecisionLog::default(),
         },
     };
     e.outcome.root_rows = e.roots.iter().map(|r| r.len() as i64).sum();
@@ -389,7 +413,7 @@ impl Erasure<'_> {
         let n = records.len();
         let mut per_module = Vec::with_capacity(self.modules.len());
         let mut deciding = Vec::with_capacity(self.modules.len());
-        for m in &self.modules {
+        for m in self.modules.iter() {
             // ABI: the legal_hold slot is asked only when a hold applies to the request;
             // without one it has no objection, and its call is saved.
             if m.slot == "legal_hold" && self.holds.is_empty() {
@@ -409,11 +433,21 @@ impl Erasure<'_> {
                 combine(&pairs)
             })
             .collect();
-        for v in &verdicts {
+        let log = &mut self.outcome.decision_log;
+        for (record, v) in records.into_iter().zip(&verdicts) {
             if let Some(case) = &v.case_ref {
                 if !self.outcome.holds_applied.contains(case) {
                     self.outcome.holds_applied.push(case.clone());
                 }
+            }
+            if log.entries.len() < DECISION_LOG_CAP {
+                log.entries.push(LoggedDecision {
+                    record,
+                    action: v.action.ledger_word().to_owned(),
+                    until: v.until.clone(),
+                });
+            } else {
+                log.truncated = true;
             }
         }
         Ok(verdicts)

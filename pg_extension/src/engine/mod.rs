@@ -7,5 +7,6 @@ pub mod modules;
 pub mod purge;
 pub mod request;
 pub mod rules;
+pub mod shadow;
 pub mod statements;
 pub mod subxact;

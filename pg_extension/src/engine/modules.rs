@@ -6,6 +6,7 @@ use pgrx::JsonB;
 use serde_json::json;
 
 use super::rules::{with_host, SLOTS};
+use super::statements::first_value;
 use crate::error::{ExtError, ExtResult};
 use crate::guc;
 
@@ -87,26 +88,11 @@ pub fn install(
 /// caller's transaction; the previous module stays installed for a rollback.
 pub fn activate(client: &mut SpiClient<'_>, slot: &str, sha256: &str) -> ExtResult<()> {
     check_slot(slot)?;
-    let found: Option<String> = client
-        .select(
-            "SELECT slot FROM erasure.modules WHERE sha256 = $1",
-            None,
-            &[sha256.into()],
-        )?
-        .first()
-        .get_one()?;
-    match found {
-        None => {
-            return Err(ExtError::NotFound(format!(
-                "no installed module has sha256 {sha256}"
-            )))
-        }
-        Some(s) if s != slot => {
-            return Err(ExtError::InvalidArgument(format!(
-                "module {sha256} was installed for slot '{s}', not '{slot}'"
-            )))
-        }
-        Some(_) => {}
+    let installed_for = installed_slot(client, sha256)?;
+    if installed_for != slot {
+        return Err(ExtError::InvalidArgument(format!(
+            "module {sha256} was installed for slot '{installed_for}', not '{slot}'"
+        )));
     }
     let previous: Option<String> = client
         .update(
@@ -128,6 +114,16 @@ pub fn activate(client: &mut SpiClient<'_>, slot: &str, sha256: &str) -> ExtResu
         json!({"slot": slot, "sha256": sha256, "previous": previous}),
     )?;
     Ok(())
+}
+
+/// The slot an installed module was installed for.
+pub fn installed_slot(client: &SpiClient<'_>, sha256: &str) -> ExtResult<String> {
+    first_value::<String>(client.select(
+        "SELECT slot FROM erasure.modules WHERE sha256 = $1",
+        None,
+        &[sha256.into()],
+    )?)?
+    .ok_or_else(|| ExtError::NotFound(format!("no installed module has sha256 {sha256}")))
 }
 
 /// Installs and activates the two default modules, retention configured for `regime`.

@@ -147,9 +147,10 @@ fn record_completed(
         || {
             "WITH r AS (
                 INSERT INTO erasure.requests (id, confirmation_code, status, subject_kind, subject_hash, org_id, source,
-                                              requested_at, acknowledge_by, complete_by, completed_at, backups_purged_by, report)
+                                              requested_at, acknowledge_by, complete_by, completed_at, backups_purged_by, report,
+                                              decision_log)
                 VALUES ($1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
-                        clock_timestamp(), now() + interval '30 days', $7)
+                        clock_timestamp(), now() + interval '30 days', $7, $8)
                 RETURNING completed_at, backups_purged_by),
              a AS (
                 INSERT INTO erasure.audit_log (event, request_id, detail)
@@ -169,9 +170,12 @@ fn record_completed(
                 pg_sys::INT8OID,
                 pg_sys::TEXTOID,
                 pg_sys::JSONBOID,
+                pg_sys::BYTEAOID,
             ])
         },
     )?;
+    let decision_log =
+        serde_json::to_vec(&outcome.decision_log).map_err(|e| ExtError::Internal(e.to_string()))?;
     let row = run(
         client,
         &stmt,
@@ -183,6 +187,7 @@ fn record_completed(
             org_id.into(),
             source.into(),
             JsonB(report.clone()).into(),
+            decision_log.into(),
         ],
     )?
     .first();
@@ -198,13 +203,32 @@ fn record_completed(
 /// so the report is exactly what `request_erasure` would do and nothing changes.
 pub fn preview_erasure(subject: &str, org_id: Option<i64>) -> JsonB {
     let subject = Subject::parse(subject).unwrap_or_else(|e| ExtError::from(e).raise());
-    let outcome = super::subxact::rolled_back(|| {
+    let mut report = preview_outcome(&subject, org_id, None).unwrap_or_else(|e| e.raise());
+    let obj = report.as_object_mut().expect("report is an object");
+    obj.insert("request_id".into(), serde_json::Value::Null);
+    obj.insert("confirmation_code".into(), serde_json::Value::Null);
+    obj.insert("status".into(), json!("preview"));
+    JsonB(report)
+}
+
+/// The outcome of erasing `subject` now, computed and rolled back; `candidate` replaces the
+/// active module of one slot (`(slot, sha256)`) for a shadow evaluation.
+pub fn preview_outcome(
+    subject: &Subject,
+    org_id: Option<i64>,
+    candidate: Option<(String, String)>,
+) -> ExtResult<serde_json::Value> {
+    super::subxact::rolled_back(|| {
         Spi::connect_mut(|client| -> ExtResult<serde_json::Value> {
-            let identity = new_identity(client, false)?;
+            let mut identity = new_identity(client, false)?;
+            if let Some((slot, sha)) = &candidate {
+                identity.engine.modules.retain(|(s, _)| s != slot);
+                identity.engine.modules.push((slot.clone(), sha.clone()));
+            }
             let hash = subject.hash(&identity.salt);
             let info = RequestInfo {
                 request_id: 0,
-                subject: &subject,
+                subject,
                 subject_hash: &hash,
                 org_id,
                 source: "preview",
@@ -212,12 +236,5 @@ pub fn preview_erasure(subject: &str, org_id: Option<i64>) -> JsonB {
             let outcome = erase(client, &info, &identity.engine)?;
             serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))
         })
-        .unwrap_or_else(|e| e.raise())
-    });
-    let mut report = outcome;
-    let obj = report.as_object_mut().expect("report is an object");
-    obj.insert("request_id".into(), serde_json::Value::Null);
-    obj.insert("confirmation_code".into(), serde_json::Value::Null);
-    obj.insert("status".into(), json!("preview"));
-    JsonB(report)
+    })
 }

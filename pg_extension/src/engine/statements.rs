@@ -70,6 +70,18 @@ pub fn forget_plans_except(map_id: i64) {
     });
 }
 
+/// The first column of the first row, or `None` when there is no row (pgrx's `get_one` on an
+/// empty result is an error, not a `None`).
+pub fn first_value<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    table: SpiTupleTable<'_>,
+) -> ExtResult<Option<T>> {
+    if table.is_empty() {
+        Ok(None)
+    } else {
+        Ok(table.first().get_one::<T>()?)
+    }
+}
+
 /// Runs a kept statement that may write.
 pub fn run<'conn>(
     client: &mut SpiClient<'conn>,
