@@ -174,7 +174,11 @@ fn contact_erasure_removes_everything_and_only_that() {
     let status = db.json("SELECT erasure.request_status($1)", &[&code]);
     assert_eq!(status["status"], "completed");
     assert_eq!(status["request_id"], report["request_id"]);
-    assert_sqlstate(db.client.query("SELECT erasure.request_status('ER-NO-SUCH-CODE')", &[]), "P0002");
+    assert_sqlstate(
+        db.client
+            .query("SELECT erasure.request_status('ER-NO-SUCH-CODE')", &[]),
+        "P0002",
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM erasure.requests WHERE complete_by = requested_at + interval '30 days' AND acknowledge_by = requested_at + interval '7 days'", &[]),
         1
