@@ -27,8 +27,14 @@ pub struct TableCounts {
     pub anonymized: i64,
     pub retained: i64,
     pub held: i64,
-    /// Rows that stay with the organization but lost their link to the subject.
+    /// Rows that stay with the organization but lost their link to the subject (shown only
+    /// where there are some, to keep the report short).
+    #[serde(skip_serializing_if = "is_zero")]
     pub detached: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl TableCounts {
