@@ -166,3 +166,274 @@ fn a_hand_written_wat_module_changes_the_outcome() {
         2
     );
 }
+
+fn retention_schedule(regime: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies/retention")
+        .join(format!("{regime}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Ledger rows of `request` for invoices, kept by `module` until exactly `issued_at` + `period`
+/// (computed in UTC, truncated to seconds as the ABI stores dates).
+fn invoices_kept_until(db: &mut TestDb, request: i64, module: &str, period: &str) -> i64 {
+    db.count(
+        "SELECT count(*) FROM erasure.ledger l JOIN invoices i ON i.id = l.row_key
+          WHERE l.request_id = $1 AND l.table_name = 'invoices' AND l.action = 'retained'
+            AND l.module_sha256 = $2
+            AND l.until = date_trunc('second', (i.issued_at AT TIME ZONE 'UTC' + $3::text::interval) AT TIME ZONE 'UTC')",
+        &[&request, &module, &period],
+    )
+}
+
+fn invoices_issued_within(db: &mut TestDb, org: i64, period: &str) -> i64 {
+    db.count(
+        "SELECT count(*) FROM invoices
+          WHERE org_id = $1 AND (issued_at AT TIME ZONE 'UTC' + $2::text::interval) AT TIME ZONE 'UTC' > now()",
+        &[&org, &period],
+    )
+}
+
+fn activations(db: &mut TestDb, sha: &str, previous: &str) -> i64 {
+    db.count(
+        "SELECT count(*) FROM erasure.audit_log
+          WHERE event = 'module_activated' AND detail->>'slot' = 'retention'
+            AND detail->>'sha256' = $1 AND detail->>'previous' = $2",
+        &[&sha, &previous],
+    )
+}
+
+#[test]
+fn a_config_only_change_shortens_retention_and_one_call_rolls_it_back() {
+    let mut db = TestDb::new("retention_config");
+    let row = db
+        .client
+        .query_one(
+            "SELECT sha256, wasm, config FROM erasure.modules WHERE slot = 'retention' AND active",
+            &[],
+        )
+        .unwrap();
+    let (old_sha, wasm, old_config): (String, Vec<u8>, serde_json::Value) =
+        (row.get(0), row.get(1), row.get(2));
+    let mut config = retention_schedule("eu-gdpr");
+    assert_eq!(
+        old_config, config,
+        "the active module runs the shipped schedule"
+    );
+    assert_eq!(config["categories"]["invoice"]["period"], "P7Y");
+
+    // The same module bytes, a new configuration: invoices kept 1 year instead of 7.
+    config["categories"]["invoice"]["period"] = "P1Y".into();
+    config["categories"]["invoice"]["basis"] = "Test schedule: invoices kept 1 year".into();
+    let new_sha: String = db
+        .client
+        .query_one(
+            "SELECT erasure.install_module('retention', $1, $2)",
+            &[&wasm, &config],
+        )
+        .unwrap()
+        .get(0);
+    assert_ne!(new_sha, old_sha, "the configuration is part of the address");
+    assert_eq!(
+        db.count(
+            "SELECT count(DISTINCT wasm) FROM erasure.modules WHERE slot = 'retention'",
+            &[]
+        ),
+        1,
+        "no new module code"
+    );
+    db.client
+        .execute(
+            "SELECT erasure.activate_module('retention', $1)",
+            &[&new_sha],
+        )
+        .unwrap();
+    assert_eq!(activations(&mut db, &new_sha, &old_sha), 1, "audited");
+
+    let within_1y = invoices_issued_within(&mut db, 2, "1 year");
+    let within_7y = invoices_issued_within(&mut db, 2, "7 years");
+    let all = db.count("SELECT count(*) FROM invoices WHERE org_id = 2", &[]);
+    assert!(
+        0 < within_1y && within_1y < within_7y,
+        "the generator spreads invoices over 10 years"
+    );
+    let report = db.json("SELECT erasure.request_erasure('org:2')", &[]);
+    assert_eq!(report["status"], "completed", "{report:#}");
+    assert_eq!(report["modules"]["retention"], new_sha.as_str());
+    assert_counts(&report, "invoices", (all - within_1y, 0, within_1y, 0));
+    let request = report["request_id"].as_i64().unwrap();
+    assert_eq!(
+        invoices_kept_until(&mut db, request, &new_sha, "1 year"),
+        within_1y,
+        "every kept invoice until issued_at + 1 year, decided by the new installation"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM erasure.ledger WHERE request_id = $1 AND table_name = 'invoices'",
+            &[&request]
+        ),
+        within_1y
+    );
+    // What is left of organization 2's invoices is exactly the last year's.
+    assert_eq!(
+        db.count("SELECT count(*) FROM invoices WHERE org_id = 2", &[]),
+        within_1y
+    );
+    assert_eq!(invoices_issued_within(&mut db, 2, "1 year"), within_1y);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM erasure.ledger WHERE request_id = $1 AND basis = 'Test schedule: invoices kept 1 year'",
+            &[&request]
+        ),
+        within_1y
+    );
+
+    // Rollback: one call, the previous installation is still there.
+    db.client
+        .execute(
+            "SELECT erasure.activate_module('retention', $1)",
+            &[&old_sha],
+        )
+        .unwrap();
+    assert_eq!(activations(&mut db, &old_sha, &new_sha), 1, "audited");
+    assert_eq!(
+        db.client
+            .query(
+                "SELECT sha256, active FROM erasure.modules WHERE slot = 'retention' ORDER BY active DESC",
+                &[]
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect::<Vec<(String, bool)>>(),
+        vec![(old_sha.clone(), true), (new_sha.clone(), false)],
+        "both installed, the old one active"
+    );
+
+    let within_7y = invoices_issued_within(&mut db, 1, "7 years");
+    let within_1y = invoices_issued_within(&mut db, 1, "1 year");
+    let all = db.count("SELECT count(*) FROM invoices WHERE org_id = 1", &[]);
+    assert!(within_1y < within_7y && within_7y < all);
+    let report = db.json("SELECT erasure.request_erasure('org:1')", &[]);
+    assert_eq!(report["modules"]["retention"], old_sha.as_str());
+    assert_counts(&report, "invoices", (all - within_7y, 0, within_7y, 0));
+    let request = report["request_id"].as_i64().unwrap();
+    assert_eq!(
+        invoices_kept_until(&mut db, request, &old_sha, "7 years"),
+        within_7y,
+        "decided by the old installation again: issued_at + 7 years"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM erasure.ledger WHERE request_id = $1 AND table_name = 'invoices'",
+            &[&request]
+        ),
+        within_7y
+    );
+}
+
+/// `rules-wasm/template` built for WebAssembly, as `make module NAME=template` builds it (into
+/// a target directory of its own, so the build does not wait for the test run's lock).
+fn template_module() -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = root.join("target/template-test");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "erasure-rule-template",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .status()
+        .expect("run cargo");
+    assert!(
+        status.success(),
+        "building the template module failed (is the wasm32-unknown-unknown target installed?)"
+    );
+    let wasm = target_dir.join("wasm32-unknown-unknown/release/erasure_rule_template.wasm");
+    std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()))
+}
+
+#[test]
+fn the_template_module_installs_and_decides_as_documented() {
+    let mut db = TestDb::new("template");
+    let wasm = template_module();
+
+    // A misspelt configuration key is refused at installation, by the module's own check.
+    let msg = assert_sqlstate(
+        db.client.query(
+            "SELECT erasure.install_module('retention', $1, '{\"order_periods\": \"P3Y\"}')",
+            &[&wasm],
+        ),
+        "22023",
+    );
+    assert!(
+        msg.contains("failed its installation test")
+            && msg.contains("invalid config")
+            && msg.contains("order_periods"),
+        "{msg}"
+    );
+
+    let sha: String = db
+        .client
+        .query_one(
+            "SELECT erasure.install_module('retention', $1, '{\"order_basis\": \"Test: orders 3 years\"}')",
+            &[&wasm],
+        )
+        .unwrap()
+        .get(0);
+    db.client
+        .execute("SELECT erasure.activate_module('retention', $1)", &[&sha])
+        .unwrap();
+    let (victim, orders): (i64, i64) = {
+        let row = db
+            .client
+            .query_one(
+                "SELECT contact_id, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let report = db.json(
+        "SELECT erasure.request_erasure($1)",
+        &[&format!("contact:{victim}")],
+    );
+    assert_eq!(report["status"], "completed", "{report:#}");
+    assert_eq!(report["modules"]["retention"], sha.as_str());
+    // Orders kept 3 years; the reference map gives them no date, so from now.
+    assert_counts(&report, "orders", (0, 0, orders, 0));
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM erasure.ledger
+              WHERE table_name = 'orders' AND action = 'retained' AND module_sha256 = $1
+                AND basis = 'Test: orders 3 years'
+                AND request_id = $2
+                AND until = (SELECT date_trunc('second', (requested_at AT TIME ZONE 'UTC' + interval '3 years') AT TIME ZONE 'UTC')
+                               FROM erasure.requests WHERE id = $2)",
+            &[&sha, &report["request_id"].as_i64().unwrap()]
+        ),
+        orders,
+        "kept until 3 years from the erasure's time"
+    );
+    // Everything else of the person is erased (the contact row itself stays, anonymised,
+    // while the kept orders reference it).
+    assert_counts(&report, "contacts", (0, 1, 0, 0));
+    assert!(report["tables"]["messages"]["erased"].as_i64().unwrap() > 0);
+    assert_eq!(report["tables"]["messages"]["retained"], 0);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM orders WHERE contact_id = $1",
+            &[&victim]
+        ),
+        orders
+    );
+}

@@ -44,62 +44,49 @@ fn action_of(d: &Decision) -> Action {
     }
 }
 
-fn verdict_of(d: &Decision, module: &str) -> Verdict {
-    let (until, basis, case_ref) = match d {
+/// Combines the decisions of every slot for one record; `decisions` pairs each decision with the
+/// sha256 of the module that made it. Which decision wins is the ABI's rule
+/// ([`Decision::combine`]); this adds who decided, and gives a hold the retention date and basis
+/// of the best keeping decision among the others.
+pub fn combine(decisions: &[(&Decision, &str)]) -> Verdict {
+    let winner = decisions
+        .iter()
+        .map(|(d, _)| (*d).clone())
+        .reduce(Decision::combine)
+        .expect("at least one decision");
+    let module = decisions
+        .iter()
+        .find(|(d, _)| **d == winner)
+        .map(|(_, m)| (*m).to_owned())
+        .unwrap_or_default();
+    let (until, basis, case_ref) = match &winner {
         Decision::Erase => (None, None, None),
         Decision::Anonymize { until, basis } => (until.clone(), basis.clone(), None),
         Decision::Retain { until, basis } => (Some(until.clone()), Some(basis.clone()), None),
-        Decision::Hold { case } => (None, None, Some(case.clone())),
+        Decision::Hold { case } => {
+            // The retention behind the hold: what the other slots would have kept, if anything.
+            let kept = decisions
+                .iter()
+                .map(|(d, _)| (*d).clone())
+                .filter(|d| matches!(d, Decision::Retain { .. } | Decision::Anonymize { until: Some(_), .. }))
+                .reduce(|a, b| match (&a, &b) {
+                    (Decision::Anonymize { .. }, Decision::Retain { .. }) => b,
+                    (Decision::Retain { .. }, Decision::Anonymize { .. }) => a,
+                    _ => Decision::combine(a, b),
+                });
+            match kept {
+                Some(Decision::Retain { until, basis }) => (Some(until), Some(basis), Some(case.clone())),
+                Some(Decision::Anonymize { until, basis }) => (until, basis, Some(case.clone())),
+                _ => (None, None, Some(case.clone())),
+            }
+        }
     };
     Verdict {
-        action: action_of(d),
+        action: action_of(&winner),
         until,
         basis,
         case_ref,
-        module: module.to_owned(),
-    }
-}
-
-/// Combines the decisions of every slot for one record; `decisions` pairs each decision with the
-/// sha256 of the module that made it.
-pub fn combine(decisions: &[(&Decision, &str)]) -> Verdict {
-    let mut best: Option<Verdict> = None;
-    // The latest `until` among the keeping decisions, with its basis.
-    let mut latest: Option<(String, Option<String>)> = None;
-    for (d, module) in decisions {
-        let v = verdict_of(d, module);
-        if let Some(u) = &v.until {
-            if latest.as_ref().is_none_or(|(l, _)| later(u, l)) {
-                latest = Some((u.clone(), v.basis.clone()));
-            }
-        }
-        best = match best {
-            None => Some(v),
-            Some(b) if v.action > b.action => Some(v),
-            Some(b) => Some(b),
-        };
-    }
-    let mut best = best.expect("at least one decision");
-    if best.action != Action::Erase {
-        if let Some((until, basis)) = latest {
-            best.until = Some(until);
-            if best.basis.is_none() || best.action == Action::Hold {
-                best.basis = basis;
-            }
-        }
-    }
-    best
-}
-
-/// RFC 3339 UTC timestamps as the modules write them compare as text when both use `Z`;
-/// otherwise fall back to parsing.
-fn later(a: &str, b: &str) -> bool {
-    match (
-        erasure_abi::Timestamp::parse_rfc3339(a),
-        erasure_abi::Timestamp::parse_rfc3339(b),
-    ) {
-        (Ok(x), Ok(y)) => x > y,
-        _ => a > b,
+        module,
     }
 }
 
@@ -136,6 +123,22 @@ mod tests {
         assert_eq!(v.action, Action::Anonymize);
         assert_eq!(v.until.as_deref(), Some("2027-01-01T00:00:00Z"));
         assert_eq!(v.basis.as_deref(), Some("security"));
+    }
+
+    #[test]
+    fn indefinite_anonymisation_is_not_shortened_by_another_slot() {
+        let kept = Decision::Anonymize {
+            until: None,
+            basis: Some("anonymous".into()),
+        };
+        let dated = Decision::Anonymize {
+            until: Some("2027-01-01T00:00:00Z".into()),
+            basis: Some("security".into()),
+        };
+        let v = combine(&[(&dated, "a"), (&kept, "b")]);
+        assert_eq!(v.action, Action::Anonymize);
+        assert_eq!(v.until, None);
+        assert_eq!(v.module, "b");
     }
 
     #[test]

@@ -16,12 +16,86 @@
 //! sees bytes or pointers: it gets the parsed [`EvalInput`] and returns one
 //! [`Decision`] per record, or `Err(reason)` to refuse the input, which
 //! aborts the erasure on the host.
+//!
+//! Helpers for the usual policy steps: [`parse_config`] (the installation's
+//! configuration into your own typed struct), [`attr_timestamp`] (a per-row
+//! date the data map exposes), [`retention_end`] (start + period, or `None`
+//! when already over), [`covering_hold`] and [`hold_decision`] (legal holds).
+//! `rules-wasm/template` is a complete, commented module to copy.
 
 pub use erasure_abi;
 pub use erasure_abi::{
     combine, decode_output, encode_output, AbiError, Decision, EvalInput, EvalOutput, Hold, Period,
     Record, Timestamp, ABI_VERSION,
 };
+
+use serde::de::DeserializeOwned;
+
+/// Reads the installation's configuration (`input.config`) into the module's own type.
+///
+/// Derive `serde::Deserialize` for it, preferably with `#[serde(deny_unknown_fields)]` so a
+/// misspelt key is refused instead of silently ignored. `null` reads as `{}`; anything but
+/// an object or `null` is refused. The error
+/// message starts with `invalid config:`; return it from the rule function and the module
+/// refuses the input. Call it on every evaluation, records or not: the host's installation
+/// smoke test has no records, so a bad configuration is then refused at installation.
+pub fn parse_config<T: DeserializeOwned>(input: &EvalInput) -> Result<T, String> {
+    let empty = serde_json::Value::Object(Default::default());
+    let value = match &input.config {
+        serde_json::Value::Null => &empty,
+        // serde would also read a struct from an array; a configuration is an object.
+        serde_json::Value::Object(_) => &input.config,
+        _ => return Err("invalid config: expected a JSON object".into()),
+    };
+    T::deserialize(value).map_err(|e| format!("invalid config: {e}"))
+}
+
+/// The record's attribute `name` as a timestamp, when the data map exposes it for the
+/// record's table and it holds an RFC 3339 date. `None` otherwise, and always for group
+/// records (they have no attributes): decide then how to count, usually from `now`.
+pub fn attr_timestamp(record: &Record, name: &str) -> Option<Timestamp> {
+    record
+        .attrs
+        .get(name)
+        .and_then(|v| v.as_str())
+        .and_then(|s| Timestamp::parse_rfc3339(s).ok())
+}
+
+/// The first of `holds` that covers the record's category (a hold without `categories`
+/// covers every category). The host passes only holds that are active and apply to the
+/// request, so no date check is needed.
+pub fn covering_hold<'a>(holds: &'a [Hold], record: &Record) -> Option<&'a Hold> {
+    holds.iter().find(|hold| {
+        hold.categories
+            .as_ref()
+            .is_none_or(|categories| categories.contains(&record.category))
+    })
+}
+
+/// The `hold` decision for a hold, named by its case reference (by its id when the case
+/// reference is blank, which the host would refuse).
+pub fn hold_decision(hold: &Hold) -> Decision {
+    let case = if hold.case.trim().is_empty() {
+        format!("legal hold #{}", hold.id)
+    } else {
+        hold.case.clone()
+    };
+    Decision::Hold { case }
+}
+
+/// When a period that starts at `start` ends, as the ABI writes it, or `None` when it has
+/// already ended by `now` (ending exactly at `now` counts as ended): then nothing is left
+/// to keep. Fails only past the year 9999.
+pub fn retention_end(
+    start: Timestamp,
+    period: &Period,
+    now: Timestamp,
+) -> Result<Option<String>, String> {
+    let end = start
+        .add_period(period)
+        .map_err(|e| format!("retention end: {e}"))?;
+    Ok((end > now).then(|| end.to_rfc3339()))
+}
 
 /// Runs a rule function on raw input JSON and returns the output JSON.
 ///
@@ -244,6 +318,133 @@ mod tests {
             output(&out),
             json!({"error": "input is ABI version 2, this module speaks version 1"})
         );
+    }
+
+    fn input_with(config: Value, records: Vec<Record>, holds: Vec<Hold>) -> EvalInput {
+        EvalInput {
+            abi: ABI_VERSION,
+            slot: "retention".into(),
+            now: "2025-06-01T12:00:00Z".into(),
+            config,
+            request: json!({}),
+            holds,
+            records,
+        }
+    }
+
+    fn record(category: &str, attrs: Value) -> Record {
+        Record {
+            table: format!("{category}s"),
+            category: category.into(),
+            attrs: attrs.as_object().cloned().unwrap_or_default(),
+            group: false,
+        }
+    }
+
+    fn hold(id: i64, case: &str, categories: Option<&[&str]>) -> Hold {
+        Hold {
+            id,
+            case: case.into(),
+            categories: categories.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            expires_at: None,
+        }
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct TestConfig {
+        period: String,
+        verbose: bool,
+    }
+
+    impl Default for TestConfig {
+        fn default() -> Self {
+            TestConfig {
+                period: "P1Y".into(),
+                verbose: false,
+            }
+        }
+    }
+
+    #[test]
+    fn parse_config_reads_the_authors_type() {
+        let parse = |config: Value| parse_config::<TestConfig>(&input_with(config, vec![], vec![]));
+        assert_eq!(parse(json!({})), Ok(TestConfig::default()));
+        assert_eq!(parse(Value::Null), Ok(TestConfig::default()));
+        assert_eq!(
+            parse(json!({"period": "P3Y"})).unwrap().period,
+            "P3Y".to_string()
+        );
+        for bad in [
+            json!({"perod": "P3Y"}),
+            json!({"verbose": "yes"}),
+            json!([]),
+        ] {
+            let err = parse(bad.clone()).expect_err(&bad.to_string());
+            assert!(err.starts_with("invalid config: "), "{err}");
+        }
+        assert!(parse(json!({"perod": 1})).unwrap_err().contains("perod"));
+    }
+
+    #[test]
+    fn attr_timestamp_reads_only_rfc3339_strings() {
+        let r = record("invoice", json!({"issued_at": "2024-01-15T09:30:00+01:00"}));
+        assert_eq!(
+            attr_timestamp(&r, "issued_at").map(Timestamp::to_rfc3339),
+            Some("2024-01-15T08:30:00Z".into())
+        );
+        assert_eq!(attr_timestamp(&r, "placed_at"), None);
+        for attrs in [
+            json!({"issued_at": "yesterday"}),
+            json!({"issued_at": 1700000000}),
+            json!({"issued_at": null}),
+            json!({}),
+        ] {
+            assert_eq!(attr_timestamp(&record("invoice", attrs), "issued_at"), None);
+        }
+    }
+
+    #[test]
+    fn covering_hold_matches_categories_and_names_the_case() {
+        let order = record("order", json!({}));
+        let holds = vec![
+            hold(1, "INVOICES-ONLY", Some(&["invoice"])),
+            hold(2, "EVERYTHING", None),
+        ];
+        assert_eq!(covering_hold(&holds, &order).map(|h| h.id), Some(2));
+        assert_eq!(covering_hold(&holds[..1], &order), None);
+        assert_eq!(covering_hold(&[], &order), None);
+        let orders_hold = [hold(3, "ORDERS", Some(&["order", "invoice"]))];
+        assert_eq!(
+            covering_hold(&orders_hold, &order).map(hold_decision),
+            Some(Decision::Hold {
+                case: "ORDERS".into()
+            })
+        );
+        assert_eq!(
+            hold_decision(&hold(9, "  ", None)),
+            Decision::Hold {
+                case: "legal hold #9".into()
+            }
+        );
+    }
+
+    #[test]
+    fn retention_end_is_none_once_the_period_is_over() {
+        let now = Timestamp::parse_rfc3339("2025-06-01T12:00:00Z").unwrap();
+        let p = Period::parse("P3Y").unwrap();
+        let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        assert_eq!(
+            retention_end(at("2024-02-29T10:00:00Z"), &p, now),
+            Ok(Some("2027-02-28T10:00:00Z".into()))
+        );
+        assert_eq!(retention_end(at("2022-06-01T12:00:00Z"), &p, now), Ok(None));
+        assert_eq!(
+            retention_end(at("2022-06-01T12:00:01Z"), &p, now),
+            Ok(Some("2025-06-01T12:00:01Z".into()))
+        );
+        let err = retention_end(at("9998-01-01T00:00:00Z"), &p, now).unwrap_err();
+        assert!(err.contains("9999"), "{err}");
     }
 
     #[test]
