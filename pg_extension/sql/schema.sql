@@ -84,7 +84,8 @@ CREATE TABLE erasure.ledger (
     case_ref      text,
     recorded_at   timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX ledger_until ON erasure.ledger (until) WHERE until IS NOT NULL;
+-- purge_due() walks each table's due rows: until <= now(), or NULL for rows only a hold kept.
+CREATE INDEX ledger_due ON erasure.ledger (table_name, until);
 CREATE INDEX ledger_row ON erasure.ledger (table_name, row_key);
 CREATE INDEX ledger_request ON erasure.ledger (request_id);
 COMMENT ON TABLE erasure.ledger IS 'pg_erasure: rows kept after an erasure (retained, anonymised or held), until when, on what basis, decided by which module';

@@ -68,14 +68,21 @@ pub fn combine(decisions: &[(&Decision, &str)]) -> Verdict {
             let kept = decisions
                 .iter()
                 .map(|(d, _)| (*d).clone())
-                .filter(|d| matches!(d, Decision::Retain { .. } | Decision::Anonymize { until: Some(_), .. }))
+                .filter(|d| {
+                    matches!(
+                        d,
+                        Decision::Retain { .. } | Decision::Anonymize { until: Some(_), .. }
+                    )
+                })
                 .reduce(|a, b| match (&a, &b) {
                     (Decision::Anonymize { .. }, Decision::Retain { .. }) => b,
                     (Decision::Retain { .. }, Decision::Anonymize { .. }) => a,
                     _ => Decision::combine(a, b),
                 });
             match kept {
-                Some(Decision::Retain { until, basis }) => (Some(until), Some(basis), Some(case.clone())),
+                Some(Decision::Retain { until, basis }) => {
+                    (Some(until), Some(basis), Some(case.clone()))
+                }
                 Some(Decision::Anonymize { until, basis }) => (until, basis, Some(case.clone())),
                 _ => (None, None, Some(case.clone())),
             }

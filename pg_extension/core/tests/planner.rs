@@ -4,7 +4,7 @@
 use erasure_core::catalog::{Catalog, ColumnFacts, ForeignKey, TableFacts};
 use erasure_core::datamap::{qualified, DataMap, DataMapDoc};
 use erasure_core::plan::{Plan, RootStyle, StepAction};
-use erasure_core::statements::{build, StatementKind};
+use erasure_core::statements::{build, erase_all, StatementKind};
 use erasure_core::subject::SubjectKind;
 use erasure_core::CoreError;
 use serde_json::json;
@@ -368,4 +368,36 @@ fn refuses_maps_that_disagree_with_the_catalog() {
         .type_name = "uuid".into();
     let err = DataMap::validate(doc, &cat).unwrap_err();
     assert!(err.to_string().contains("bigint primary key"), "{err}");
+}
+
+#[test]
+fn whole_plan_statement_only_where_every_step_simply_erases() {
+    let map = load(small_map()).unwrap();
+    let contact = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
+    let sql = erase_all(&map, &contact).expect("contact plans erase in one statement");
+    for (i, step) in contact.steps.iter().enumerate() {
+        assert!(
+            sql.contains(&format!(
+                "d{i} AS (DELETE FROM {}",
+                erasure_core::sql::quote_table(&step.table)
+            )),
+            "{sql}"
+        );
+    }
+    assert!(
+        sql.contains("INSERT INTO erasure.storage_outbox"),
+        "media keys still queued: {sql}"
+    );
+    assert!(sql.contains("$2"), "request id after the one root: {sql}");
+    // Detach steps (user) and per-row decisions (org: invoices, audit) go step by step.
+    assert!(erase_all(
+        &map,
+        &Plan::build(&map, SubjectKind::User, RootStyle::Scalar).unwrap()
+    )
+    .is_none());
+    assert!(erase_all(
+        &map,
+        &Plan::build(&map, SubjectKind::Org, RootStyle::Scalar).unwrap()
+    )
+    .is_none());
 }

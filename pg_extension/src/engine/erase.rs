@@ -327,6 +327,9 @@ fn text() -> PgOid {
 impl Erasure<'_> {
     fn run(&mut self, client: &mut SpiClient<'_>) -> ExtResult<()> {
         let group_verdicts = self.decide_groups()?;
+        if group_verdicts.values().all(|v| v.action == Action::Erase) && self.erase_all(client)? {
+            return Ok(());
+        }
         for (index, step) in self.plan.steps.iter().enumerate() {
             match &step.action {
                 StepAction::Detach { .. } => {
@@ -342,6 +345,39 @@ impl Erasure<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Runs the whole plan as one statement where the plan allows it (see
+    /// `statements::erase_all`); returns whether it did.
+    fn erase_all(&mut self, client: &mut SpiClient<'_>) -> ExtResult<bool> {
+        let Some(sql) = statements::erase_all(&self.map.map, self.plan) else {
+            return Ok(false);
+        };
+        let stmt = prepared(
+            client,
+            StatementId::EraseAll {
+                map_id: self.map.id,
+                kind: self.plan.kind,
+                style: self.plan.style,
+            },
+            || sql,
+            || {
+                let mut t = root_types(self.plan);
+                t.push(PgOid::from(pg_sys::INT8OID));
+                t
+            },
+        )?;
+        let mut args = root_args(self.plan, &self.roots);
+        args.push(self.info.request_id.into());
+        let row = run(client, &stmt, &args)?.first();
+        for (i, step) in self.plan.steps.iter().enumerate() {
+            let n = row.get::<i64>(i + 1)?.unwrap_or(0);
+            if self.map.map.table(&step.table).outbox.is_some() {
+                self.outcome.storage_objects_queued += n;
+            }
+            self.counts(&step.table).erased += n;
+        }
+        Ok(true)
     }
 
     fn counts(&mut self, table: &str) -> &mut TableCounts {

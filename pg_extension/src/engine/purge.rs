@@ -15,7 +15,9 @@ use crate::guc;
 
 /// A ledger row is due when its date has passed (or it had none and only a hold kept it) and
 /// no active hold still covers it.
-const DUE: &str = "((l.until IS NOT NULL AND l.until <= now()) OR (l.action = 'held' AND l.until IS NULL))
+/// A ledger row is due when its date has passed (or it had none and only a hold kept it) and
+/// no active hold still covers it. Both date tests are ranges of the (table_name, until) index.
+const DUE: &str = "(l.until <= now() OR (l.until IS NULL AND l.action = 'held'))
    AND (l.case_ref IS NULL OR NOT EXISTS (
         SELECT 1 FROM erasure.legal_holds h
          WHERE h.case_ref = l.case_ref AND h.released_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > now())))";
@@ -42,7 +44,7 @@ pub fn purge_due(client: &mut SpiClient<'_>) -> ExtResult<serde_json::Value> {
             || {
                 format!(
                     "WITH due AS (SELECT l.id, l.row_key FROM erasure.ledger l
-                                   WHERE l.table_name = $1 AND {DUE} ORDER BY l.id LIMIT $2),
+                                   WHERE l.table_name = $1 AND {DUE} LIMIT $2),
                           gone AS (DELETE FROM {tbl} t USING due WHERE t.{key} = due.row_key RETURNING t.{key})
                      DELETE FROM erasure.ledger l USING due WHERE l.id = due.id
                      RETURNING (SELECT count(*) FROM gone)",

@@ -31,6 +31,11 @@ pub enum StatementId {
         map_id: i64,
         table: usize,
     },
+    EraseAll {
+        map_id: i64,
+        kind: erasure_core::subject::SubjectKind,
+        style: erasure_core::plan::RootStyle,
+    },
 }
 
 thread_local! {
@@ -65,7 +70,8 @@ pub fn forget_plans_except(map_id: i64) {
             StatementId::Fixed(_) => true,
             StatementId::Plan { map_id: m, .. }
             | StatementId::Root { map_id: m, .. }
-            | StatementId::Purge { map_id: m, .. } => *m == map_id,
+            | StatementId::Purge { map_id: m, .. }
+            | StatementId::EraseAll { map_id: m, .. } => *m == map_id,
         })
     });
 }
