@@ -11,7 +11,7 @@ pub static MODULE_OUTPUT_MB: GucSetting<i32> = GucSetting::<i32>::new(16);
 /// Rows per rule-module call where the data map asks for per-row decisions.
 pub static DECISION_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 /// Rows `purge_due()` deletes per statement, so no lock is held for long.
-pub static PURGE_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+pub static PURGE_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 pub fn register() {
     GucRegistry::define_int_guc(

@@ -1,0 +1,375 @@
+//! Contact (end-customer) erasure, four ways, interleaved subject by subject:
+//!
+//! * floor: hand-written SQL on `public` — lock the contact, then one prepared DELETE per table
+//!   leaf-first over the indexed foreign keys, in one transaction;
+//! * cascade: one `DELETE FROM crm_cascade.contacts WHERE id = $1`, the rest by ON DELETE CASCADE;
+//! * pg_erasure: `SELECT erasure.request_erasure('contact:<id>')` on `public`, default modules;
+//! * limit: the floor's statements on `crm_nofk` (no foreign keys to check).
+//!
+//! Each variant has its own connection; the time of a subject is the client-side wall time of
+//! its whole transaction including COMMIT. Before and after every subject an independent query
+//! (on a separate connection) counts the subject's rows in that variant's schema.
+
+use std::time::Instant;
+
+use postgres::{Client, Statement};
+use serde_json::{json, Value};
+
+use super::subjects::{count_sql, row_counts, total, Counts, Pair, CONTACT_TABLES};
+use super::util::{ensure, fail, progress, ratio, session, summarize, Summary, R};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Floor,
+    Cascade,
+    Engine,
+    Limit,
+}
+
+pub const VARIANTS: [Variant; 4] = [
+    Variant::Floor,
+    Variant::Cascade,
+    Variant::Engine,
+    Variant::Limit,
+];
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Floor => "floor",
+            Variant::Cascade => "cascade",
+            Variant::Engine => "pg_erasure",
+            Variant::Limit => "limit",
+        }
+    }
+    fn schema(self) -> &'static str {
+        match self {
+            Variant::Floor | Variant::Engine => "public",
+            Variant::Cascade => "crm_cascade",
+            Variant::Limit => "crm_nofk",
+        }
+    }
+}
+
+/// The hand-written erasure of one contact on one schema: statements prepared once.
+pub struct Floor {
+    pub client: Client,
+    lock: Statement,
+    /// (index into CONTACT_TABLES, statement), in execution order.
+    deletes: Vec<(usize, Statement)>,
+}
+
+impl Floor {
+    pub fn new(mut client: Client, s: &str) -> R<Floor> {
+        let conv = format!("SELECT id FROM {s}.conversations WHERE contact_id = $1");
+        let sql: [(&str, String); 13] = [
+            ("media", format!("DELETE FROM {s}.media WHERE message_id IN (SELECT id FROM {s}.messages WHERE conversation_id IN ({conv}))")),
+            ("messages", format!("DELETE FROM {s}.messages WHERE conversation_id IN ({conv})")),
+            ("ai_logs", format!("DELETE FROM {s}.ai_logs WHERE contact_id = $1")),
+            ("ai_logs", format!("DELETE FROM {s}.ai_logs WHERE conversation_id IN ({conv})")),
+            ("ai_prompt_cache", format!("DELETE FROM {s}.ai_prompt_cache WHERE contact_id = $1")),
+            ("order_items", format!("DELETE FROM {s}.order_items WHERE order_id IN (SELECT id FROM {s}.orders WHERE contact_id = $1)")),
+            ("orders", format!("DELETE FROM {s}.orders WHERE contact_id = $1")),
+            ("reorder_cycles", format!("DELETE FROM {s}.reorder_cycles WHERE contact_id = $1")),
+            ("lifecycle_events", format!("DELETE FROM {s}.lifecycle_events WHERE contact_id = $1")),
+            ("contact_labels", format!("DELETE FROM {s}.contact_labels WHERE contact_id = $1")),
+            ("segment_members", format!("DELETE FROM {s}.segment_members WHERE contact_id = $1")),
+            ("conversations", format!("DELETE FROM {s}.conversations WHERE contact_id = $1")),
+            ("contacts", format!("DELETE FROM {s}.contacts WHERE id = $1")),
+        ];
+        let lock = client.prepare(&format!(
+            "SELECT id FROM {s}.contacts WHERE id = $1 FOR UPDATE"
+        ))?;
+        let mut deletes = Vec::new();
+        for (table, text) in sql {
+            let i = CONTACT_TABLES.iter().position(|t| *t == table).unwrap();
+            deletes.push((i, client.prepare(&text)?));
+        }
+        Ok(Floor {
+            client,
+            lock,
+            deletes,
+        })
+    }
+
+    /// One transaction; returns rows deleted per table.
+    pub fn erase(&mut self, id: i64) -> R<Counts> {
+        let mut n = [0i64; 12];
+        let mut tx = self.client.transaction()?;
+        let locked = tx.query(&self.lock, &[&id])?.len();
+        if locked != 1 {
+            return fail(format!("floor: contact {id} not found to lock"));
+        }
+        for (i, stmt) in &self.deletes {
+            n[*i] += tx.execute(stmt, &[&id])? as i64;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+pub struct Cascade {
+    client: Client,
+    delete: Statement,
+}
+
+impl Cascade {
+    fn new(mut client: Client) -> R<Cascade> {
+        let delete = client.prepare("DELETE FROM crm_cascade.contacts WHERE id = $1")?;
+        Ok(Cascade { client, delete })
+    }
+    fn erase(&mut self, id: i64) -> R<u64> {
+        Ok(self.client.execute(&self.delete, &[&id])?)
+    }
+}
+
+pub struct Engine {
+    pub client: Client,
+    request: Statement,
+}
+
+impl Engine {
+    pub fn new(mut client: Client) -> R<Engine> {
+        let request = client.prepare("SELECT erasure.request_erasure($1)")?;
+        Ok(Engine { client, request })
+    }
+    /// The report of `request_erasure`.
+    pub fn erase(&mut self, subject: &str) -> R<Value> {
+        Ok(self.client.query_one(&self.request, &[&subject])?.get(0))
+    }
+}
+
+/// The engine's report for a contact: rows erased per table, and a check that it kept nothing.
+pub fn engine_counts(report: &Value, id: i64) -> R<Counts> {
+    ensure(report["status"] == "completed", || {
+        format!("pg_erasure contact {id}: status {}", report["status"])
+    })?;
+    let t = &report["totals"];
+    for k in ["anonymized", "retained", "held", "detached"] {
+        ensure(t[k].as_i64().unwrap_or(0) == 0, || {
+            format!(
+                "pg_erasure contact {id}: {k} = {} (default modules erase everything of a contact)",
+                t[k]
+            )
+        })?;
+    }
+    let mut n = [0i64; 12];
+    for (i, table) in CONTACT_TABLES.iter().enumerate() {
+        n[i] = report["tables"][*table]["erased"].as_i64().unwrap_or(0);
+    }
+    ensure(t["erased"].as_i64() == Some(total(&n)), || {
+        format!(
+            "pg_erasure contact {id}: totals.erased {} is not the sum of its tables {}",
+            t["erased"],
+            total(&n)
+        )
+    })?;
+    Ok(n)
+}
+
+struct Checker {
+    client: Client,
+    stmts: Vec<(&'static str, Statement)>,
+}
+
+impl Checker {
+    fn new(mut client: Client) -> R<Checker> {
+        let mut stmts = Vec::new();
+        for s in ["public", "crm_cascade", "crm_nofk"] {
+            stmts.push((s, client.prepare(&count_sql(s))?));
+        }
+        Ok(Checker { client, stmts })
+    }
+    fn count(&mut self, schema: &str, id: i64) -> R<Counts> {
+        let stmt = &self.stmts.iter().find(|(s, _)| *s == schema).unwrap().1;
+        Ok(row_counts(&self.client.query_one(stmt, &[&id])?))
+    }
+}
+
+/// What a variant's call returned, checked after the clock stopped.
+enum Outcome {
+    Rows(Counts),
+    Contacts(u64),
+    Report(Value),
+}
+
+/// The outcome of one run (one `synchronous_commit` setting).
+pub struct RunResult {
+    pub sync: bool,
+    /// Measured latencies (ms) per variant, in subject order.
+    pub latencies: Vec<(Variant, Vec<f64>)>,
+    pub rows_per_subject: Vec<(Variant, Vec<i64>)>,
+    pub subjects_checked: usize,
+}
+
+impl RunResult {
+    pub fn summary(&self, v: Variant) -> Summary {
+        summarize(&self.latencies.iter().find(|(x, _)| *x == v).unwrap().1)
+    }
+
+    pub fn json(&self) -> Value {
+        let mut variants = serde_json::Map::new();
+        for (v, lat) in &self.latencies {
+            let rows = &self
+                .rows_per_subject
+                .iter()
+                .find(|(x, _)| x == v)
+                .unwrap()
+                .1;
+            let mut s = summarize(lat).json();
+            s["unit"] = json!("ms");
+            s["rows_total"] = json!(rows.iter().sum::<i64>());
+            s["latencies_ms"] = json!(lat
+                .iter()
+                .map(|x| super::util::round3(*x))
+                .collect::<Vec<_>>());
+            s["rows_per_subject"] = json!(rows);
+            variants.insert(v.name().into(), s);
+        }
+        let m = |v| self.summary(v);
+        let (f, c, e, l) = (
+            m(Variant::Floor),
+            m(Variant::Cascade),
+            m(Variant::Engine),
+            m(Variant::Limit),
+        );
+        json!({
+            "synchronous_commit": if self.sync { "on" } else { "off" },
+            "variants": variants,
+            "ratios_median": {
+                "pg_erasure/floor": ratio(e.median, f.median),
+                "pg_erasure/cascade": ratio(e.median, c.median),
+                "pg_erasure/limit": ratio(e.median, l.median),
+                "floor/limit": ratio(f.median, l.median),
+                "cascade/limit": ratio(c.median, l.median),
+            },
+            "ratios_p95": {
+                "pg_erasure/floor": ratio(e.p95, f.p95),
+                "pg_erasure/cascade": ratio(e.p95, c.p95),
+                "pg_erasure/limit": ratio(e.p95, l.p95),
+                "floor/limit": ratio(f.p95, l.p95),
+                "cascade/limit": ratio(c.p95, l.p95),
+            },
+            "subjects_checked": self.subjects_checked,
+        })
+    }
+}
+
+/// One run over `pairs` (the first `warmup` are warm-ups) with every connection set to
+/// `synchronous_commit = on/off`.
+pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> {
+    let tag = if sync { "on" } else { "off" };
+    let mut floor = Floor::new(session(db, &format!("floor:{tag}"), Some(sync))?, "public")?;
+    let mut cascade = Cascade::new(session(db, &format!("cascade:{tag}"), Some(sync))?)?;
+    let mut engine = Engine::new(session(db, &format!("pg_erasure:{tag}"), Some(sync))?)?;
+    let mut limit = Floor::new(
+        session(db, &format!("limit:{tag}"), Some(sync))?,
+        "crm_nofk",
+    )?;
+    let mut checker = Checker::new(session(db, &format!("checker:{tag}"), Some(sync))?)?;
+
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut rows: Vec<Vec<i64>> = vec![Vec::new(); 4];
+    let mut checked = 0;
+    for (idx, pair) in pairs.iter().enumerate() {
+        let warm = idx < warmup;
+        let mut before_of: [Option<Counts>; 4] = [None; 4];
+        // Rotate the order subject by subject so no variant always runs right after another.
+        for k in 0..4 {
+            let vi = (idx + k) % 4;
+            let v = VARIANTS[vi];
+            let id = if v == Variant::Engine {
+                pair.b.id
+            } else {
+                pair.a.id
+            };
+            let schema = v.schema();
+            let before = checker.count(schema, id)?;
+            ensure(before[11] == 1, || {
+                format!(
+                    "{}: contact {id} missing from {schema} before the erasure",
+                    v.name()
+                )
+            })?;
+            let subject = format!("contact:{id}");
+            let t0 = Instant::now();
+            let outcome = match v {
+                Variant::Floor => Outcome::Rows(floor.erase(id)?),
+                Variant::Limit => Outcome::Rows(limit.erase(id)?),
+                Variant::Cascade => Outcome::Contacts(cascade.erase(id)?),
+                Variant::Engine => Outcome::Report(engine.erase(&subject)?),
+            };
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            let after = checker.count(schema, id)?;
+            let deleted: Counts = match outcome {
+                Outcome::Rows(n) => n,
+                Outcome::Report(report) => engine_counts(&report, id)?,
+                Outcome::Contacts(n) => {
+                    ensure(n == 1, || {
+                        format!("cascade: deleted {n} contact rows of {id}")
+                    })?;
+                    std::array::from_fn(|i| before[i] - after[i])
+                }
+            };
+            ensure(total(&after) == 0, || {
+                format!(
+                    "{}: contact {id} still has rows in {schema}: {after:?}",
+                    v.name()
+                )
+            })?;
+            ensure(deleted == before, || {
+                format!(
+                    "{}: contact {id} deleted {deleted:?}, but had {before:?} (tables {CONTACT_TABLES:?})",
+                    v.name()
+                )
+            })?;
+            before_of[vi] = Some(before);
+            if !warm {
+                lat[vi].push(ms);
+                rows[vi].push(total(&before));
+            }
+            checked += 1;
+        }
+        // The same subject in the three schemas had the same rows; the engine's subject (group
+        // B) as many in total as its partner when the pair is exact.
+        let [f, c, e, l] = before_of.map(|x| x.unwrap());
+        ensure(f == c && f == l, || {
+            format!(
+                "contact {}: rows differ between schemas: public {f:?}, crm_cascade {c:?}, crm_nofk {l:?}",
+                pair.a.id
+            )
+        })?;
+        ensure(f == pair.a.counts && e == pair.b.counts, || {
+            format!(
+                "contacts {} / {}: rows changed since the subjects were chosen",
+                pair.a.id, pair.b.id
+            )
+        })?;
+        if pair.exact {
+            ensure(total(&e) == total(&f), || {
+                format!(
+                    "pair {} / {}: pg_erasure's subject has {} rows, floor's {}",
+                    pair.a.id,
+                    pair.b.id,
+                    total(&e),
+                    total(&f)
+                )
+            })?;
+        }
+        if idx + 1 == warmup {
+            progress(&format!(
+                "synchronous_commit={tag}: {warmup} warm-up subjects per variant done"
+            ));
+        }
+    }
+    progress(&format!(
+        "synchronous_commit={tag}: {} subjects per variant measured, {checked} erasures checked",
+        pairs.len() - warmup
+    ));
+    Ok(RunResult {
+        sync,
+        latencies: VARIANTS.iter().copied().zip(lat).collect(),
+        rows_per_subject: VARIANTS.iter().copied().zip(rows).collect(),
+        subjects_checked: checked,
+    })
+}

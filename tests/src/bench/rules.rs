@@ -1,0 +1,260 @@
+//! Rule evaluation alone, through the same host crate the extension embeds: nanoseconds per
+//! record decision in batches, the per-call overhead, and module load times (precompiled native
+//! code vs compiling the WebAssembly).
+
+use std::time::Instant;
+
+use erasure_abi::{Decision, EvalInput, Record, Timestamp, ABI_VERSION};
+use erasure_rule_host::{Limits, RuleHost};
+use postgres::Client;
+use serde_json::{json, Value};
+
+use super::util::{ensure, f2, progress, round3, summarize, Table, R};
+
+/// The limits the extension applies by default (GUCs erasure.module_fuel, module_memory_mb,
+/// module_output_mb).
+fn engine_limits() -> Limits {
+    Limits {
+        fuel: 200_000_000,
+        memory_bytes: 16 << 20,
+        output_bytes: 16 << 20,
+    }
+}
+
+/// The retention module and its EU GDPR config: the built files if present, else the module
+/// active in the database.
+fn module(c: &mut Client) -> R<(Vec<u8>, Value, &'static str)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = std::fs::read(root.join("target/modules/retention.wasm"));
+    let config = std::fs::read_to_string(root.join("policies/retention/eu-gdpr.json"));
+    if let (Ok(w), Ok(cfg)) = (wasm, config) {
+        return Ok((
+            w,
+            serde_json::from_str(&cfg)?,
+            "target/modules/retention.wasm + policies/retention/eu-gdpr.json",
+        ));
+    }
+    let row = c.query_one(
+        "SELECT wasm, config FROM erasure.modules WHERE slot = 'retention' AND active",
+        &[],
+    )?;
+    Ok((
+        row.get(0),
+        row.get(1),
+        "erasure.modules (active retention module)",
+    ))
+}
+
+fn input(config: &Value, now: &str, records: Vec<Record>) -> EvalInput {
+    EvalInput {
+        abi: ABI_VERSION,
+        slot: "retention".into(),
+        now: now.to_owned(),
+        config: config.clone(),
+        request: json!({"request_id": 1, "subject_kind": "org", "org_id": 1, "source": "bench"}),
+        holds: vec![],
+        records,
+    }
+}
+
+/// Median milliseconds of `reps` runs of `f`.
+fn time_ms<T>(reps: usize, mut f: impl FnMut() -> R<T>) -> R<(f64, Vec<f64>)> {
+    let mut v = Vec::new();
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        f()?;
+        v.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((summarize(&v).median, v))
+}
+
+pub fn measure(c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> R<Value> {
+    let (wasm, config, source) = module(c)?;
+    let now_s: i64 = c
+        .query_one(
+            "SELECT extract(epoch FROM date_trunc('second', now()))::bigint",
+            &[],
+        )?
+        .get(0);
+    let now = Timestamp::from_unix_seconds(now_s).to_rfc3339();
+
+    let t0 = Instant::now();
+    let host = RuleHost::new()?;
+    let host_new_ms = t0.elapsed().as_secs_f64() * 1e3;
+    // Installation (validate, compile, smoke-test, serialise): at least once, for its output.
+    let mut prepared = None;
+    let (prepare_ms, _) = time_ms(load_reps.max(1), || {
+        prepared = Some(host.prepare(&wasm, &config, "retention", &Limits::default())?);
+        Ok(())
+    })?;
+    let prepared = prepared.expect("prepared at least once");
+    // `--load-reps 0` skips compiling again (debug builds compile very slowly).
+    let (compile_ms, compile_all) = if load_reps > 0 {
+        time_ms(load_reps, || Ok(host.load_wasm(&wasm)?))?
+    } else {
+        (f64::NAN, Vec::new())
+    };
+    // SAFETY: the bytes are `prepare`'s own output from this process, unaltered.
+    let (precompiled_ms, pre_all) = time_ms((load_reps * 4).max(4), || {
+        Ok(unsafe { host.load_precompiled(&prepared.precompiled)? })
+    })?;
+    progress(&format!(
+        "rule module: compile {compile_ms:.1} ms, precompiled load {precompiled_ms:.3} ms"
+    ));
+    let module = unsafe { host.load_precompiled(&prepared.precompiled)? };
+    let limits = engine_limits();
+
+    // Invoices issued over the last ten years, one every ~0.7 days: about 30% are past the
+    // 7-year period (erase), the rest are retained.
+    let span = 3652 * 86_400i64;
+    let records: Vec<Record> = (0..batch as i64)
+        .map(|i| {
+            let issued = now_s - span * i / batch as i64 - 3600;
+            let mut attrs = serde_json::Map::new();
+            attrs.insert(
+                "issued_at".into(),
+                json!(Timestamp::from_unix_seconds(issued).to_rfc3339()),
+            );
+            Record {
+                table: "invoices".into(),
+                category: "invoice".into(),
+                attrs,
+                group: false,
+            }
+        })
+        .collect();
+    let big = input(&config, &now, records);
+    let decisions = host.evaluate(&module, &big, &limits)?;
+    ensure(decisions.len() == batch, || {
+        format!(
+            "rule module answered {} decisions for {batch} records",
+            decisions.len()
+        )
+    })?;
+    let erase = decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Erase))
+        .count();
+    let retain = decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Retain { .. }))
+        .count();
+    ensure(erase + retain == batch && erase > 0 && retain > 0, || {
+        format!("rule module: {erase} erase + {retain} retain of {batch} invoices")
+    })?;
+    let (batch_ms, batch_all) = time_ms(calls, || Ok(host.evaluate(&module, &big, &limits)?))?;
+    let ns_per_record = batch_ms * 1e6 / batch as f64;
+
+    let one = input(
+        &config,
+        &now,
+        vec![Record {
+            table: "invoices".into(),
+            category: "invoice".into(),
+            attrs: big.records[0].attrs.clone(),
+            group: false,
+        }],
+    );
+    let (one_ms, _) = time_ms(calls * 5, || Ok(host.evaluate(&module, &one, &limits)?))?;
+    // What a contact erasure asks: one group record per table, categories from the data map.
+    let map: Value = c
+        .query_one("SELECT map FROM erasure.data_map WHERE active", &[])?
+        .get(0);
+    let groups = input(
+        &config,
+        &now,
+        super::subjects::CONTACT_TABLES
+            .iter()
+            .map(|t| Record {
+                table: t.to_string(),
+                category: map["tables"][*t]["category"]
+                    .as_str()
+                    .unwrap_or(t)
+                    .to_string(),
+                attrs: Default::default(),
+                group: true,
+            })
+            .collect(),
+    );
+    let (group_ms, _) = time_ms(calls * 5, || Ok(host.evaluate(&module, &groups, &limits)?))?;
+    progress(&format!(
+        "rule evaluation: {ns_per_record:.0} ns/record in batches of {batch}, {:.1} µs per 1-record call",
+        one_ms * 1e3
+    ));
+    Ok(json!({
+        "module_source": source,
+        "wasm_bytes": wasm.len(),
+        "precompiled_bytes": prepared.precompiled.len(),
+        "limits": {"fuel": limits.fuel, "memory_bytes": limits.memory_bytes, "output_bytes": limits.output_bytes},
+        "host_new_ms": round3(host_new_ms),
+        "prepare_ms_median": round3(prepare_ms),
+        "load_compile_ms_median": if compile_ms.is_finite() { json!(round3(compile_ms)) } else { Value::Null },
+        "load_compile_ms_all": compile_all.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
+        "load_precompiled_ms_median": round3(precompiled_ms),
+        "load_precompiled_ms_all": pre_all.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
+        "compile_over_precompiled": if compile_ms.is_finite() { json!(round3(compile_ms / precompiled_ms)) } else { Value::Null },
+        "batch_records": batch,
+        "batch_calls": calls,
+        "batch_call_ms_median": round3(batch_ms),
+        "batch_call_ms_all": batch_all.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
+        "ns_per_record": round3(ns_per_record),
+        "decisions_in_batch": {"erase": erase, "retain": retain},
+        "one_record_call_us_median": round3(one_ms * 1e3),
+        "contact_group_call_us_median": round3(group_ms * 1e3),
+        "contact_group_records": groups.records.len(),
+    }))
+}
+
+pub fn table(v: &Value) -> Table {
+    let mut t = Table::new(
+        "Rule evaluation alone (retention module, eu-gdpr, host crate in this process)",
+        &["measure", "value"],
+    );
+    let g = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    t.row(vec![
+        format!("ns per record (batches of {})", v["batch_records"]),
+        format!("{:.0}", g("ns_per_record")),
+    ]);
+    t.row(vec![
+        "ms per batch call (median)".into(),
+        f2(g("batch_call_ms_median")),
+    ]);
+    t.row(vec![
+        "µs per 1-record call (median)".into(),
+        f2(g("one_record_call_us_median")),
+    ]);
+    t.row(vec![
+        format!(
+            "µs per contact call ({} group records)",
+            v["contact_group_records"]
+        ),
+        f2(g("contact_group_call_us_median")),
+    ]);
+    t.row(vec![
+        "module load, precompiled (ms, median)".into(),
+        format!("{:.3}", g("load_precompiled_ms_median")),
+    ]);
+    t.row(vec![
+        "module load, compile wasm (ms, median)".into(),
+        f2(g("load_compile_ms_median")),
+    ]);
+    t.row(vec![
+        "compile / precompiled".into(),
+        if g("compile_over_precompiled").is_finite() {
+            format!("{:.0}x", g("compile_over_precompiled"))
+        } else {
+            "-".into()
+        },
+    ]);
+    t.row(vec![
+        "install-time prepare (ms, median)".into(),
+        f2(g("prepare_ms_median")),
+    ]);
+    t.note(format!(
+        "module: {} ({} bytes wasm, {} bytes precompiled)",
+        v["module_source"].as_str().unwrap_or(""),
+        v["wasm_bytes"],
+        v["precompiled_bytes"]
+    ));
+    t
+}

@@ -1,0 +1,84 @@
+//! The bench harness at its tiny `--smoke` scale: it runs end to end against the installed
+//! extension, writes its JSON and chart, and every row-count check inside it passes (a failed
+//! check aborts the binary with a non-zero status and `checks.passed = false`).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn bench_runs_at_smoke_scale_and_its_checks_pass() {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-smoke");
+    let _ = std::fs::remove_dir_all(&out);
+    // Its own database name, so a concurrent `make bench-smoke` cannot collide with it; no
+    // second compile of the rule module (slow in a debug build, and not what is tested here).
+    let status = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "--smoke",
+            "--db",
+            "erasure_bench_smoke_it",
+            "--load-reps",
+            "0",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .expect("run the bench binary");
+    let json = out.join("results.json");
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("{}: {e} (bench exited with {status})", json.display()));
+    let r: Value = serde_json::from_str(&text).expect("results.json is JSON");
+    assert!(status.success(), "bench failed: {:#}", r["checks"]);
+    assert_eq!(r["checks"]["passed"], true, "{:#}", r["checks"]);
+    assert_eq!(r["scale"]["smoke"], true);
+
+    // Both runs measured every variant on every subject, each one checked.
+    let subjects = r["scale"]["subjects_per_group"].as_u64().unwrap();
+    let warmup = r["scale"]["warmup_per_variant"].as_u64().unwrap();
+    let runs = r["contact_erasure"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        for v in ["floor", "cascade", "pg_erasure", "limit"] {
+            let lat = run["variants"][v]["latencies_ms"].as_array().unwrap();
+            assert_eq!(lat.len() as u64, subjects, "{v}");
+            assert!(lat.iter().all(|x| x.as_f64().unwrap() > 0.0), "{v}");
+            assert!(
+                run["variants"][v]["rows_total"].as_i64().unwrap() > 0,
+                "{v}"
+            );
+        }
+        assert_eq!(
+            run["subjects_checked"].as_u64().unwrap(),
+            4 * (subjects + warmup)
+        );
+        // floor, cascade and limit erased the very same subjects.
+        let rows = |v: &str| run["variants"][v]["rows_per_subject"].clone();
+        assert_eq!(rows("floor"), rows("cascade"));
+        assert_eq!(rows("floor"), rows("limit"));
+    }
+    assert_eq!(
+        r["checks"]["contact_erasures_checked"].as_u64().unwrap(),
+        2 * 4 * (subjects + warmup)
+    );
+
+    // The other measurements produced figures.
+    for side in ["pg_erasure", "floor"] {
+        let o = &r["org_erasure"]["big"][side];
+        assert!(o["work_rows"].as_i64().unwrap() > 0, "{o:#}");
+        assert!(o["rows_per_s"].as_f64().unwrap() > 0.0, "{o:#}");
+    }
+    assert_eq!(
+        r["purge"]["pg_erasure"]["rows"],
+        r["purge"]["erasures_under_bench_config"][0]["ledger_rows"]
+    );
+    assert_eq!(
+        r["purge"]["baseline"]["rows"],
+        r["purge"]["erasures_under_bench_config"][1]["ledger_rows"]
+    );
+    assert!(r["rule_evaluation"]["ns_per_record"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["concurrency"]["runs"].as_array().unwrap().len(), 2);
+    assert!(r["memory"]["points"].as_array().unwrap().len() >= 2);
+
+    let svg = std::fs::read_to_string(out.join("latency.svg")).expect("latency.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("pg_erasure") && svg.contains("polyline"));
+}
