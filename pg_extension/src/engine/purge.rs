@@ -43,20 +43,23 @@ pub fn purge_due(client: &mut SpiClient<'_>) -> ExtResult<serde_json::Value> {
             },
             || {
                 format!(
-                    "WITH due AS (SELECT l.id, l.row_key FROM erasure.ledger l
-                                   WHERE l.table_name = $1 AND {DUE} LIMIT $2),
-                          gone AS (DELETE FROM {tbl} t USING due WHERE t.{key} = due.row_key RETURNING t.{key})
-                     DELETE FROM erasure.ledger l USING due WHERE l.id = due.id
+                    // Keys as arrays: both deletes are index probes whatever the planner
+                    // guesses of the batch size (a join could pick a scan of a large table).
+                    "WITH due AS MATERIALIZED (SELECT l.id, l.row_key FROM erasure.ledger l
+                                   WHERE l.table_name = {name} AND {DUE} LIMIT $1),
+                          gone AS (DELETE FROM {tbl} t WHERE t.{key} = ANY (ARRAY(SELECT row_key FROM due)) RETURNING 1)
+                     DELETE FROM erasure.ledger l WHERE l.id = ANY (ARRAY(SELECT id FROM due))
                      RETURNING (SELECT count(*) FROM gone)",
+                    name = erasure_core::sql::quote_literal(table),
                     tbl = quote_table(table),
                     key = quote_ident(&spec.key),
                 )
             },
-            || vec![PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::INT8OID)],
+            || vec![PgOid::from(pg_sys::INT8OID)],
         )?;
         let counts = tables.entry(table.clone()).or_default();
         loop {
-            let result = run(client, &stmt, &[table.as_str().into(), batch.into()])?;
+            let result = run(client, &stmt, &[batch.into()])?;
             let ledger_rows = result.len() as i64;
             let purged: i64 = if ledger_rows > 0 {
                 result.first().get_one::<i64>()?.unwrap_or(0)
