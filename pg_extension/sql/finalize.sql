@@ -20,10 +20,37 @@ GRANT EXECUTE ON FUNCTION
     erasure.release_hold(bigint),
     erasure.load_data_map(jsonb),
     erasure.reference_data_map(),
-    erasure.purge_due()
+    erasure.purge_due(bigint)
 TO erasure_admin;
 
-GRANT SELECT ON erasure.requests, erasure.ledger, erasure.storage_outbox, erasure.legal_holds,
+-- One batch per transaction, so no lock outlives a batch (a procedure may COMMIT only when it
+-- is neither SECURITY DEFINER nor has a SET clause: it runs as the caller, who needs EXECUTE
+-- on purge_due, and names everything with its schema).
+CREATE PROCEDURE erasure.purge_due_in_batches()
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    step jsonb;
+    purged bigint := 0;
+    batches bigint := 0;
+BEGIN
+    LOOP
+        step := erasure.purge_due(1);
+        purged := purged OPERATOR(pg_catalog.+) (step OPERATOR(pg_catalog.->>) 'purged')::bigint;
+        batches := batches OPERATOR(pg_catalog.+) 1;
+        COMMIT;
+        EXIT WHEN (step OPERATOR(pg_catalog.->>) 'complete')::boolean;
+        IF batches OPERATOR(pg_catalog.%) 10 = 0 THEN
+            RAISE NOTICE 'purge_due_in_batches: % rows purged in % batches so far', purged, batches;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'purge_due_in_batches: % rows purged in % batches', purged, batches;
+END
+$$;
+REVOKE ALL ON PROCEDURE erasure.purge_due_in_batches() FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE erasure.purge_due_in_batches() TO erasure_admin;
+
+GRANT SELECT ON erasure.requests, erasure.ledger, erasure.ledger_chunks, erasure.storage_outbox, erasure.legal_holds,
                 erasure.audit_log, erasure.data_map TO erasure_admin;
 GRANT SELECT (sha256, slot, config, size_bytes, installed_by, installed_at, active) ON erasure.modules TO erasure_admin;
 -- The outbox is worked off by the application's media deleter, which marks what it deleted.
@@ -35,8 +62,10 @@ COMMENT ON FUNCTION erasure.preview_erasure(text, bigint) IS
     'The report request_erasure would return, changing nothing';
 COMMENT ON FUNCTION erasure.request_status(text) IS
     'Status and deadlines of an erasure request, by confirmation code';
-COMMENT ON FUNCTION erasure.purge_due() IS
-    'Delete kept rows whose retention has ended and whose legal holds are lifted; schedule it daily';
+COMMENT ON FUNCTION erasure.purge_due(bigint) IS
+    'Delete kept rows whose retention has ended and whose legal holds are lifted, in one transaction (at most max_batches batches when given)';
+COMMENT ON PROCEDURE erasure.purge_due_in_batches() IS
+    'purge_due one batch per transaction (CALL it, e.g. daily from pg_cron): no lock is held longer than a batch';
 COMMENT ON FUNCTION erasure.install_module(text, bytea, jsonb) IS
     'Validate, compile and store a rule module (slot retention or legal_hold); returns its sha256';
 COMMENT ON FUNCTION erasure.activate_module(text, text) IS

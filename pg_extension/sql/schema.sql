@@ -72,11 +72,13 @@ CREATE INDEX requests_subject_hash ON erasure.requests (subject_hash);
 CREATE SEQUENCE erasure.requests_id_seq OWNED BY erasure.requests.id;
 COMMENT ON TABLE erasure.requests IS 'pg_erasure: every erasure request, completed or failed; subjects only as salted hashes';
 
-CREATE TABLE erasure.ledger (
+-- Kept rows with the same verdict share a chunk row: recording and purging cost one ledger row
+-- per chunk of up to 1000 keys (LEDGER_CHUNK_KEYS), not one per kept row.
+CREATE TABLE erasure.ledger_chunks (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     request_id    bigint NOT NULL,
     table_name    text NOT NULL,
-    row_key       bigint NOT NULL,
+    row_keys      bigint[] NOT NULL CHECK (cardinality(row_keys) BETWEEN 1 AND 1000),
     action        text NOT NULL CHECK (action IN ('retained', 'anonymized', 'held')),
     until         timestamptz,
     basis         text,
@@ -84,11 +86,18 @@ CREATE TABLE erasure.ledger (
     case_ref      text,
     recorded_at   timestamptz NOT NULL DEFAULT now()
 );
--- purge_due() walks each table's due rows: until <= now(), or NULL for rows only a hold kept.
-CREATE INDEX ledger_due ON erasure.ledger (table_name, until);
-CREATE INDEX ledger_row ON erasure.ledger (table_name, row_key);
-CREATE INDEX ledger_request ON erasure.ledger (request_id);
-COMMENT ON TABLE erasure.ledger IS 'pg_erasure: rows kept after an erasure (retained, anonymised or held), until when, on what basis, decided by which module';
+-- purge_due() walks each table's due chunks in (until, id) order: until <= now(), or NULL for
+-- rows only a hold kept.
+CREATE INDEX ledger_chunks_due ON erasure.ledger_chunks (table_name, until, id);
+CREATE INDEX ledger_chunks_request ON erasure.ledger_chunks (request_id);
+COMMENT ON TABLE erasure.ledger_chunks IS 'pg_erasure: rows kept after an erasure, stored as chunks of keys sharing one verdict (action, until, basis, module, case); erasure.ledger shows them one per row';
+
+CREATE VIEW erasure.ledger AS
+SELECT c.id AS chunk_id, c.request_id, c.table_name, k.row_key, c.action, c.until, c.basis,
+       c.module_sha256, c.case_ref, c.recorded_at
+  FROM erasure.ledger_chunks c
+ CROSS JOIN LATERAL unnest(c.row_keys) AS k(row_key);
+COMMENT ON VIEW erasure.ledger IS 'pg_erasure: rows kept after an erasure (retained, anonymised or held), one per row: until when, on what basis, decided by which module';
 
 CREATE TABLE erasure.storage_outbox (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -475,7 +475,7 @@ fn purge_due_deletes_what_is_due_and_nothing_else() {
     assert_eq!(purge["purged"], 0);
     assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), kept);
     // Time passes for the audit rows.
-    db.client.execute("UPDATE erasure.ledger SET until = now() - interval '1 second' WHERE table_name = 'audit_logs'", &[]).unwrap();
+    db.client.execute("UPDATE erasure.ledger_chunks SET until = now() - interval '1 second' WHERE table_name = 'audit_logs'", &[]).unwrap();
     let due = db.count(
         "SELECT count(*) FROM erasure.ledger WHERE table_name = 'audit_logs'",
         &[],
@@ -491,6 +491,68 @@ fn purge_due_deletes_what_is_due_and_nothing_else() {
         db.count("SELECT count(*) FROM erasure.ledger", &[]),
         kept - due
     );
+}
+
+#[test]
+fn purge_walks_due_rows_in_batches_and_commits_between_them() {
+    let mut db = TestDb::new("purge_batches");
+    erase(&mut db, "org:2");
+    let kept = db.count("SELECT count(*) FROM erasure.ledger", &[]);
+    db.client.execute("UPDATE erasure.ledger_chunks SET until = now() - interval '1 second' WHERE table_name IN ('audit_logs', 'invoices')", &[]).unwrap();
+    let due = db.count(
+        "SELECT count(*) FROM erasure.ledger WHERE table_name IN ('audit_logs', 'invoices')",
+        &[],
+    );
+    assert!(due > 6, "the fixture needs several batches: {due} due rows");
+    db.client
+        .batch_execute("SET erasure.purge_batch_rows = 2")
+        .unwrap();
+    // A limited call stops after its batches and says it is not complete.
+    let first = db.json("SELECT erasure.purge_due(2)", &[]);
+    assert_eq!(first["batches"], 2, "{first:#}");
+    assert_eq!(first["purged"], 4, "{first:#}");
+    assert_eq!(first["complete"], false, "{first:#}");
+    // The procedure commits after each batch and finishes the rest.
+    db.client
+        .batch_execute("CALL erasure.purge_due_in_batches()")
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM erasure.ledger", &[]),
+        kept - due
+    );
+    for table in ["invoices", "audit_logs"] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE org_id = 2");
+        assert_eq!(db.count(&sql, &[]), 0, "{table}");
+    }
+    // Nothing left: one call, complete.
+    let last = db.json("SELECT erasure.purge_due()", &[]);
+    assert_eq!(last["purged"], 0);
+    assert_eq!(last["complete"], true);
+    let err = db
+        .client
+        .query_one("SELECT erasure.purge_due(0)", &[])
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("22023"));
+}
+
+#[test]
+fn a_database_can_be_dropped_right_after_a_failed_request() {
+    // The failed-request recorder starts as the failing transaction ends and connects to its
+    // database; a DROP DATABASE at that moment must not wait for it forever.
+    for round in 0..3 {
+        let mut db = TestDb::new(&format!("drop_after_failure_{round}"));
+        assert!(db
+            .client
+            .query_one("SELECT erasure.request_erasure('contact:abc')", &[])
+            .is_err());
+        let mut admin = connect("postgres");
+        admin
+            .batch_execute("SET statement_timeout = '60s'")
+            .unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", db.name))
+            .unwrap_or_else(|e| panic!("round {round}: DROP DATABASE: {e}"));
+    }
 }
 
 #[test]
@@ -609,7 +671,7 @@ fn roles_and_privileges() {
     );
     let not_definer = db.count(
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-          WHERE n.nspname = 'erasure' AND p.proname <> 'reference_data_map'
+          WHERE n.nspname = 'erasure' AND p.proname <> 'reference_data_map' AND p.prokind = 'f'
             AND NOT (p.prosecdef AND array_to_string(p.proconfig, ',') LIKE 'search_path=%')",
         &[],
     );
@@ -617,6 +679,20 @@ fn roles_and_privileges() {
         not_definer, 0,
         "every function is SECURITY DEFINER with a fixed search_path"
     );
+    // The one procedure commits between batches, which PostgreSQL allows only without
+    // SECURITY DEFINER or SET: it runs as its caller, who needs EXECUTE on purge_due.
+    let procedures: Vec<String> = db
+        .client
+        .query(
+            "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'erasure' AND p.prokind = 'p' AND NOT p.prosecdef AND p.proconfig IS NULL",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(procedures, vec!["purge_due_in_batches".to_owned()]);
     let undocumented = db.count(
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE n.nspname = 'erasure' AND obj_description(p.oid, 'pg_proc') IS NULL",

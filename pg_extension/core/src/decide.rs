@@ -24,7 +24,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Verdict {
     pub action: Action,
     /// Until when a kept row stays (RFC 3339); `None`: indefinitely (anonymised) or while held.

@@ -8,9 +8,16 @@ use crate::datamap::DataMap;
 use crate::plan::{Plan, Step, StepAction};
 use crate::sql::{quote_ident, quote_table};
 
-/// The extension's ledger of kept rows.
+/// The extension's ledger of kept rows, `erasure.ledger_chunks`: kept rows with the same verdict
+/// share a row, their keys in an array of at most [`LEDGER_CHUNK_KEYS`], so recording and
+/// purging cost one ledger row per chunk, not per kept row (`erasure.ledger` shows one row per
+/// kept row).
 pub const LEDGER_COLUMNS: &str =
-    "request_id, table_name, row_key, action, until, basis, module_sha256, case_ref";
+    "request_id, table_name, row_keys, action, until, basis, module_sha256, case_ref";
+
+/// Most keys in one ledger chunk (the table's CHECK says the same): a purge batch deletes
+/// whole chunks, so this bounds how far a batch can overshoot `erasure.purge_batch_rows`.
+pub const LEDGER_CHUNK_KEYS: usize = 1000;
 
 /// The statements of one step; which ones an erasure runs depends on the rules' decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,14 +70,13 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
             None => format!("DELETE FROM {tbl} t WHERE {scope}"),
         },
         StatementKind::Keep => format!(
-            "INSERT INTO erasure.ledger ({LEDGER_COLUMNS}) SELECT {} FROM {tbl} t WHERE {scope}",
-            ledger_values(r, &format!("t.{key}"))
+            "WITH k AS (SELECT t.{key} AS key FROM {tbl} t WHERE {scope}) {}",
+            ledger_chunks_insert(r)
         ),
         StatementKind::AnonymizeKeep => format!(
-            "WITH k AS (UPDATE {tbl} t SET {} WHERE {scope} RETURNING t.{key} AS key) \
-             INSERT INTO erasure.ledger ({LEDGER_COLUMNS}) SELECT {} FROM k",
+            "WITH k AS (UPDATE {tbl} t SET {} WHERE {scope} RETURNING t.{key} AS key) {}",
             set_list(map, &step.table, r + 8),
-            ledger_values(r, "k.key")
+            ledger_chunks_insert(r)
         ),
         StatementKind::Detach => match &step.action {
             StepAction::Detach { column, .. } => {
@@ -145,9 +151,16 @@ fn set_list(map: &DataMap, table: &str, first_param: usize) -> String {
         .join(", ")
 }
 
-fn ledger_values(r: usize, key_expr: &str) -> String {
+/// Ledger chunks for the keys of CTE `k`, all with the verdict in params `$r+1..$r+7`
+/// (request id, table, action, until, basis, module sha256, case ref). Returns one row per
+/// chunk with its number of keys.
+fn ledger_chunks_insert(r: usize) -> String {
     format!(
-        "${}, ${}, {key_expr}, ${}, ${}::timestamptz, ${}, ${}, ${}",
+        "INSERT INTO erasure.ledger_chunks ({LEDGER_COLUMNS}) \
+         SELECT ${}, ${}, array_agg(c.key ORDER BY c.key), ${}, ${}::timestamptz, ${}, ${}, ${} \
+           FROM (SELECT k.key, (row_number() OVER (ORDER BY k.key) - 1) / {LEDGER_CHUNK_KEYS} AS chunk FROM k) c \
+          GROUP BY c.chunk \
+         RETURNING cardinality(row_keys)",
         r + 1,
         r + 2,
         r + 3,

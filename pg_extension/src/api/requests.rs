@@ -1,6 +1,7 @@
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use crate::engine::jsonb_datum::JsonbDatum;
 use crate::engine::statements::first_value;
 use crate::engine::{purge, request};
 use crate::error::{ExtError, OrRaise};
@@ -12,7 +13,7 @@ fn request_erasure(
     subject: &str,
     org_id: default!(Option<i64>, "NULL"),
     source: default!(&str, "'api'"),
-) -> JsonB {
+) -> JsonbDatum {
     request::request_erasure(subject, org_id, source)
 }
 
@@ -48,11 +49,16 @@ fn request_status(confirmation_code: &str) -> JsonB {
     .or_raise()
 }
 
-/// Deletes kept rows whose retention has ended and whose holds are lifted.
+/// Deletes kept rows whose retention has ended and whose holds are lifted: all of them, or at
+/// most `max_batches` batches (`erasure.purge_due_in_batches()` commits after each).
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn purge_due() -> JsonB {
-    Spi::connect_mut(|client| purge::purge_due(client).map(JsonB)).or_raise()
+fn purge_due(max_batches: default!(Option<i64>, "NULL")) -> JsonB {
+    if max_batches.is_some_and(|m| m < 1) {
+        ExtError::InvalidArgument("max_batches must be at least 1 (or NULL for no limit)".into())
+            .raise();
+    }
+    Spi::connect_mut(|client| purge::purge_due(client, max_batches).map(JsonB)).or_raise()
 }
 
 /// Validates a data map against the catalog and makes it the active one.

@@ -350,23 +350,30 @@ impl Erasure<'_> {
     /// Runs the whole plan as one statement where the plan allows it (see
     /// `statements::erase_all`); returns whether it did.
     fn erase_all(&mut self, client: &mut SpiClient<'_>) -> ExtResult<bool> {
-        let Some(sql) = statements::erase_all(&self.map.map, self.plan) else {
-            return Ok(false);
+        let id = StatementId::EraseAll {
+            map_id: self.map.id,
+            kind: self.plan.kind,
+            style: self.plan.style,
         };
-        let stmt = prepared(
-            client,
-            StatementId::EraseAll {
-                map_id: self.map.id,
-                kind: self.plan.kind,
-                style: self.plan.style,
-            },
-            || sql,
-            || {
-                let mut t = root_types(self.plan);
-                t.push(PgOid::from(pg_sys::INT8OID));
-                t
-            },
-        )?;
+        // The statement text is only built the first time (it is a few kilobytes of SQL).
+        let stmt = match super::statements::kept(&id) {
+            Some(stmt) => stmt,
+            None => {
+                let Some(sql) = statements::erase_all(&self.map.map, self.plan) else {
+                    return Ok(false);
+                };
+                prepared(
+                    client,
+                    id,
+                    || sql,
+                    || {
+                        let mut t = root_types(self.plan);
+                        t.push(PgOid::from(pg_sys::INT8OID));
+                        t
+                    },
+                )?
+            }
+        };
         let mut args = root_args(self.plan, &self.roots);
         args.push(self.info.request_id.into());
         let row = run(client, &stmt, &args)?.first();
@@ -594,7 +601,7 @@ impl Erasure<'_> {
                 args.push(v.into());
             }
         }
-        Ok(run(client, &stmt, &args)?.len() as i64)
+        kept_rows(run(client, &stmt, &args)?)
     }
 
     fn ledger_args(&self, table: &str, v: &Verdict) -> Vec<DatumWithOid<'static>> {
@@ -628,7 +635,7 @@ impl Erasure<'_> {
             .select(
                 "SELECT to_char(max(until) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                         coalesce(bool_or(action = 'held'), false), min(case_ref), min(module_sha256)
-                   FROM erasure.ledger WHERE request_id = $1 AND table_name = ANY($2)",
+                   FROM erasure.ledger_chunks WHERE request_id = $1 AND table_name = ANY($2)",
                 None,
                 &[self.info.request_id.into(), children.clone().into()],
             )?
@@ -661,7 +668,7 @@ impl Erasure<'_> {
             let stmt = self.statement(client, index, step, StatementKind::Keep)?;
             let mut args = root_args(self.plan, &self.roots);
             args.extend(self.ledger_args(&table, &verdict));
-            run(client, &stmt, &args)?.len() as i64
+            kept_rows(run(client, &stmt, &args)?)?
         } else {
             self.keep_group(client, index, step, &verdict)?
         };
@@ -771,7 +778,17 @@ impl Erasure<'_> {
     }
 }
 
-/// Ledger rows for row-level verdicts, in one statement.
+/// Rows a keep statement recorded: the sum of its ledger chunks' sizes (one result row each).
+fn kept_rows(chunks: pgrx::spi::SpiTupleTable<'_>) -> ExtResult<i64> {
+    let mut n = 0;
+    for row in chunks {
+        n += i64::from(row.get::<i32>(1)?.unwrap_or(0));
+    }
+    Ok(n)
+}
+
+/// Ledger chunks for row-level verdicts, in one statement: rows with the same verdict share
+/// chunks of at most `LEDGER_CHUNK_KEYS` keys.
 fn insert_ledger_rows(
     client: &mut SpiClient<'_>,
     request_id: i64,
@@ -783,8 +800,12 @@ fn insert_ledger_rows(
         StatementId::Fixed("ledger_rows"),
         || {
             format!(
-                "INSERT INTO erasure.ledger ({}) SELECT $1, $2, k, a, u::timestamptz, b, s, c
-                   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS x(k, a, u, b, s, c)",
+                "INSERT INTO erasure.ledger_chunks ({})
+                 SELECT $1, $2, k.keys, v.a, v.u::timestamptz, v.b, v.s, v.c
+                   FROM (SELECT x.chunk, array_agg(x.key ORDER BY x.key) AS keys
+                           FROM unnest($3::int[], $4::bigint[]) AS x(chunk, key) GROUP BY x.chunk) k
+                   JOIN unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                        WITH ORDINALITY AS v(a, u, b, s, c, chunk) ON v.chunk = k.chunk",
                 statements::LEDGER_COLUMNS
             )
         },
@@ -793,6 +814,7 @@ fn insert_ledger_rows(
             vec![
                 PgOid::from(pg_sys::INT8OID),
                 text(),
+                PgOid::from(pg_sys::INT4ARRAYOID),
                 PgOid::from(pg_sys::INT8ARRAYOID),
                 ta,
                 ta,
@@ -802,21 +824,38 @@ fn insert_ledger_rows(
             ]
         },
     )?;
-    let keys: Vec<i64> = rows.iter().map(|(k, _)| *k).collect();
-    let actions: Vec<String> = rows
+    // Chunk numbers (1-based, as WITH ORDINALITY counts) per key, and one verdict per chunk.
+    let mut chunk_of_key: Vec<i32> = Vec::with_capacity(rows.len());
+    let mut keys: Vec<i64> = Vec::with_capacity(rows.len());
+    let mut chunks: Vec<&Verdict> = Vec::new();
+    let mut open: HashMap<&Verdict, (i32, usize)> = HashMap::new();
+    for (key, verdict) in rows {
+        let slot = open
+            .entry(verdict)
+            .or_insert((0, statements::LEDGER_CHUNK_KEYS));
+        if slot.1 == statements::LEDGER_CHUNK_KEYS {
+            chunks.push(verdict);
+            *slot = (chunks.len() as i32, 0);
+        }
+        slot.1 += 1;
+        chunk_of_key.push(slot.0);
+        keys.push(*key);
+    }
+    let actions: Vec<String> = chunks
         .iter()
-        .map(|(_, v)| v.action.ledger_word().to_owned())
+        .map(|v| v.action.ledger_word().to_owned())
         .collect();
-    let untils: Vec<Option<String>> = rows.iter().map(|(_, v)| v.until.clone()).collect();
-    let bases: Vec<Option<String>> = rows.iter().map(|(_, v)| v.basis.clone()).collect();
-    let shas: Vec<String> = rows.iter().map(|(_, v)| v.module.clone()).collect();
-    let cases: Vec<Option<String>> = rows.iter().map(|(_, v)| v.case_ref.clone()).collect();
+    let untils: Vec<Option<String>> = chunks.iter().map(|v| v.until.clone()).collect();
+    let bases: Vec<Option<String>> = chunks.iter().map(|v| v.basis.clone()).collect();
+    let shas: Vec<String> = chunks.iter().map(|v| v.module.clone()).collect();
+    let cases: Vec<Option<String>> = chunks.iter().map(|v| v.case_ref.clone()).collect();
     run(
         client,
         &stmt,
         &[
             request_id.into(),
             table.into(),
+            chunk_of_key.into(),
             keys.into(),
             actions.into(),
             untils.into(),

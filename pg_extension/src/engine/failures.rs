@@ -6,7 +6,9 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
 use pgrx::prelude::*;
 use pgrx::{register_xact_callback, PgXactCallbackEvent};
 use serde::{Deserialize, Serialize};
@@ -187,6 +189,10 @@ pub extern "C-unwind" fn pg_erasure_record_failures(_arg: pg_sys::Datum) {
         return;
     };
     let database = pg_sys::Oid::from(oid);
+    // A worker starts with every signal blocked. Unblocked, it absorbs the ProcSignalBarrier a
+    // concurrent DROP DATABASE waits for while this worker waits for that database's lock;
+    // blocked, the two wait for each other forever.
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
     let files = BackgroundWorker::transaction(|| ingest(database));
     for f in files {

@@ -3,6 +3,7 @@
 pub mod datamap;
 pub mod erase;
 pub mod failures;
+pub mod jsonb_datum;
 pub mod modules;
 pub mod purge;
 pub mod request;

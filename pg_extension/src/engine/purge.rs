@@ -1,93 +1,164 @@
 //! `purge_due()`: deletes kept rows whose time is up, children before parents, in batches small
 //! enough that no statement holds its row locks for long.
+//!
+//! Each batch is one statement: it reads the next due ledger rows in `(until, id)` order from
+//! where the previous batch stopped (so deleted rows are never walked twice), deletes the data
+//! rows by key and the ledger chunks by their `ctid`, read in that same statement.
+//! `purge_due(max_batches)` stops after that many batches; `erasure.purge_due_in_batches()`
+//! calls it one batch per transaction, so no lock outlives a batch.
 
 use std::collections::BTreeMap;
 
-use erasure_core::sql::{quote_ident, quote_table};
+use erasure_core::sql::{quote_ident, quote_literal, quote_table};
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde::Serialize;
 
 use super::datamap;
-use super::statements::{prepared, run, StatementId};
+use super::statements::{prepared, run, PurgePass, StatementId};
 use crate::error::ExtResult;
 use crate::guc;
 
-/// A ledger row is due when its date has passed (or it had none and only a hold kept it) and
-/// no active hold still covers it.
-/// A ledger row is due when its date has passed (or it had none and only a hold kept it) and
-/// no active hold still covers it. Both date tests are ranges of the (table_name, until) index.
-const DUE: &str = "(l.until <= now() OR (l.until IS NULL AND l.action = 'held'))
-   AND (l.case_ref IS NULL OR NOT EXISTS (
+/// No active hold still covers the ledger row `l`.
+const NOT_HELD: &str = "(l.case_ref IS NULL OR NOT EXISTS (
         SELECT 1 FROM erasure.legal_holds h
          WHERE h.case_ref = l.case_ref AND h.released_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > now())))";
 
 #[derive(Debug, Default, Serialize)]
 pub struct PurgeCounts {
     pub purged: i64,
-    pub still_held: i64,
+    /// Ledger rows of the table left after this call; absent for the table a limited call
+    /// stopped in (counting them every batch would cost more than the batch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub still_held: Option<i64>,
 }
 
-pub fn purge_due(client: &mut SpiClient<'_>) -> ExtResult<serde_json::Value> {
+/// The batch statement of one table and pass. Parameters: `$1` batch size (rows), then the
+/// keyset position: `$2` until and `$3` id for dated chunks, `$2` id for undated ones. Returns
+/// the ledger chunks read, the data rows deleted, the chunks deleted, and the position of the
+/// last chunk read.
+fn batch_sql(table: &str, key: &str, pass: PurgePass) -> String {
+    let (due, order) = match pass {
+        // Rows whose date has passed: a range of the (table_name, until, id) index.
+        PurgePass::Dated => (
+            "l.until <= now() AND (l.until, l.id) > ($2, $3)",
+            "l.until, l.id",
+        ),
+        // Rows only a hold kept (no date): due once no active hold covers them.
+        PurgePass::Undated => (
+            "l.until IS NULL AND l.action = 'held' AND l.id > $2",
+            "l.id",
+        ),
+    };
+    format!(
+        // Whole chunks, in order, until the batch has its rows (it overshoots by less than a
+        // chunk). Keys as arrays: both deletes are index or TID probes whatever the planner
+        // guesses of the batch size (a join could pick a scan of a large table).
+        "WITH due AS MATERIALIZED (
+              SELECT s.tid, s.id, s.until, s.row_keys FROM (
+                  SELECT l.ctid AS tid, l.id, l.until, l.row_keys,
+                         sum(cardinality(l.row_keys)) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS upto
+                    FROM erasure.ledger_chunks l
+                   WHERE l.table_name = {name} AND {due} AND {NOT_HELD}
+                   ORDER BY {order} LIMIT $1) s
+               WHERE s.upto - cardinality(s.row_keys) < $1),
+              gone AS (DELETE FROM {tbl} t WHERE t.{key} = ANY (ARRAY(SELECT unnest(d.row_keys) FROM due d)) RETURNING 1),
+              settled AS (DELETE FROM erasure.ledger_chunks l WHERE l.ctid = ANY (ARRAY(SELECT tid FROM due)) RETURNING 1)
+         SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM gone), (SELECT count(*) FROM settled),
+                last.until, last.id
+           FROM (SELECT 1) one
+           LEFT JOIN LATERAL (SELECT d.until, d.id FROM due d ORDER BY {last} LIMIT 1) last ON true",
+        name = quote_literal(table),
+        tbl = quote_table(table),
+        key = quote_ident(key),
+        last = match pass {
+            PurgePass::Dated => "d.until DESC, d.id DESC",
+            PurgePass::Undated => "d.id DESC",
+        },
+    )
+}
+
+/// Deletes what is due, at most `max_batches` batches (all of it when `None`). The result says
+/// per table what was purged and what is still kept, and whether everything due was reached.
+pub fn purge_due(
+    client: &mut SpiClient<'_>,
+    max_batches: Option<i64>,
+) -> ExtResult<serde_json::Value> {
     let map = datamap::active(client)?;
-    let batch = guc::PURGE_BATCH_ROWS.get() as i64;
+    let batch = guc::PURGE_BATCH_ROWS.get().max(1) as i64;
     let mut tables: BTreeMap<String, PurgeCounts> = BTreeMap::new();
-    let mut batches = 0;
-    for (index, table) in map.map.delete_order.iter().enumerate() {
+    let mut batches: i64 = 0;
+    let mut complete = true;
+    'tables: for (index, table) in map.map.delete_order.iter().enumerate() {
         let spec = map.map.table(table);
-        let stmt = prepared(
-            client,
-            StatementId::Purge {
-                map_id: map.id,
-                table: index,
-            },
-            || {
-                format!(
-                    // Keys as arrays: both deletes are index probes whatever the planner
-                    // guesses of the batch size (a join could pick a scan of a large table).
-                    "WITH due AS MATERIALIZED (SELECT l.id, l.row_key FROM erasure.ledger l
-                                   WHERE l.table_name = {name} AND {DUE} LIMIT $1),
-                          gone AS (DELETE FROM {tbl} t WHERE t.{key} = ANY (ARRAY(SELECT row_key FROM due)) RETURNING 1)
-                     DELETE FROM erasure.ledger l WHERE l.id = ANY (ARRAY(SELECT id FROM due))
-                     RETURNING (SELECT count(*) FROM gone)",
-                    name = erasure_core::sql::quote_literal(table),
-                    tbl = quote_table(table),
-                    key = quote_ident(&spec.key),
-                )
-            },
-            || vec![PgOid::from(pg_sys::INT8OID)],
-        )?;
         let counts = tables.entry(table.clone()).or_default();
-        loop {
-            let result = run(client, &stmt, &[batch.into()])?;
-            let ledger_rows = result.len() as i64;
-            let purged: i64 = if ledger_rows > 0 {
-                result.first().get_one::<i64>()?.unwrap_or(0)
-            } else {
-                0
-            };
-            batches += 1;
-            counts.purged += purged;
-            if ledger_rows < batch {
-                break;
+        for pass in [PurgePass::Dated, PurgePass::Undated] {
+            let stmt = prepared(
+                client,
+                StatementId::Purge {
+                    map_id: map.id,
+                    table: index,
+                    pass,
+                },
+                || batch_sql(table, &spec.key, pass),
+                || {
+                    let mut t = vec![PgOid::from(pg_sys::INT8OID)];
+                    if pass == PurgePass::Dated {
+                        t.push(PgOid::from(pg_sys::TIMESTAMPTZOID));
+                    }
+                    t.push(PgOid::from(pg_sys::INT8OID));
+                    t
+                },
+            )?;
+            // Before every row of the index range.
+            let mut after_until = TimestampWithTimeZone::negative_infinity();
+            let mut after_id = i64::MIN;
+            loop {
+                if max_batches.is_some_and(|m| batches >= m) {
+                    complete = false;
+                    break 'tables;
+                }
+                let mut args: Vec<DatumWithOid> = vec![batch.into()];
+                if pass == PurgePass::Dated {
+                    args.push(after_until.into());
+                }
+                args.push(after_id.into());
+                let row = run(client, &stmt, &args)?.first();
+                let read = row.get::<i64>(1)?.unwrap_or(0);
+                counts.purged += row.get::<i64>(2)?.unwrap_or(0);
+                // A probe that found nothing due is no batch (and holds no row lock); it ends
+                // the pass, since chunk sizes vary and a short batch proves nothing.
+                if read == 0 {
+                    break;
+                }
+                batches += 1;
+                if let Some(u) = row.get::<TimestampWithTimeZone>(4)? {
+                    after_until = u;
+                }
+                after_id = row.get::<i64>(5)?.unwrap_or(i64::MAX);
             }
         }
         counts.still_held = client
             .select(
-                "SELECT count(*) FROM erasure.ledger WHERE table_name = $1",
+                "SELECT coalesce(sum(cardinality(row_keys)), 0)::bigint FROM erasure.ledger_chunks WHERE table_name = $1",
                 None,
                 &[table.as_str().into()],
             )?
             .first()
-            .get_one::<i64>()?
-            .unwrap_or(0);
+            .get_one::<i64>()?;
     }
-    tables.retain(|_, c| c.purged > 0 || c.still_held > 0);
+    // Tables not reached in a limited call are left out rather than reported as clean.
+    tables.retain(|_, c| c.purged > 0 || c.still_held.unwrap_or(0) > 0);
     let total: i64 = tables.values().map(|c| c.purged).sum();
-    client.update(
-        "INSERT INTO erasure.audit_log (event, detail) VALUES ('purge_due', jsonb_build_object('purged', $1::bigint))",
-        None,
-        &[total.into()],
-    )?;
-    Ok(serde_json::json!({"tables": tables, "purged": total, "batches": batches}))
+    if total > 0 || complete {
+        client.update(
+            "INSERT INTO erasure.audit_log (event, detail) VALUES ('purge_due', jsonb_build_object('purged', $1::bigint, 'complete', $2))",
+            None,
+            &[total.into(), complete.into()],
+        )?;
+    }
+    Ok(
+        serde_json::json!({"tables": tables, "purged": total, "batches": batches, "complete": complete}),
+    )
 }

@@ -5,10 +5,12 @@ use erasure_core::subject::Subject;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
+use serde::Serialize;
 use serde_json::json;
 
-use super::erase::{erase, EngineContext, RequestInfo};
+use super::erase::{erase, EngineContext, Outcome, RequestInfo};
 use super::failures::{self, FailedRequest};
+use super::jsonb_datum::JsonbDatum;
 use super::statements::{oids, prepared, run, StatementId};
 use crate::error::{ExtError, ExtResult};
 
@@ -85,7 +87,7 @@ pub fn subject_salt(client: &SpiClient<'_>) -> ExtResult<String> {
 /// `request_erasure`: erases, records the request, returns the report. On any error the
 /// erasure rolls back with the caller's transaction, and the failure is recorded by a
 /// background worker in a transaction of its own.
-pub fn request_erasure(subject: &str, org_id: Option<i64>, source: &str) -> JsonB {
+pub fn request_erasure(subject: &str, org_id: Option<i64>, source: &str) -> JsonbDatum {
     let (identity, parsed) = Spi::connect(
         |client| -> ExtResult<(Identity, Result<Subject, ExtError>)> {
             Ok((
@@ -114,13 +116,25 @@ pub fn request_erasure(subject: &str, org_id: Option<i64>, source: &str) -> Json
     })
 }
 
+/// The report `request_erasure` returns and stores: the erasure's outcome and the request's
+/// identity; `completed_at` and `backups_purged_by` are added by the statement that records it.
+#[derive(Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    outcome: &'a Outcome,
+    request_id: i64,
+    confirmation_code: &'a str,
+    status: &'static str,
+    source: &'a str,
+}
+
 fn record_completed(
     client: &mut SpiClient<'_>,
     identity: &Identity,
     subject: &Subject,
     org_id: Option<i64>,
     source: &str,
-) -> ExtResult<JsonB> {
+) -> ExtResult<JsonbDatum> {
     let hash = subject.hash(&identity.salt);
     let info = RequestInfo {
         request_id: identity.request_id,
@@ -130,16 +144,16 @@ fn record_completed(
         source,
     };
     let outcome = erase(client, &info, &identity.engine)?;
-    let mut report =
-        serde_json::to_value(&outcome).map_err(|e| ExtError::Internal(e.to_string()))?;
-    let obj = report.as_object_mut().expect("report is an object");
-    obj.insert("request_id".into(), json!(identity.request_id));
-    obj.insert(
-        "confirmation_code".into(),
-        json!(identity.confirmation_code),
-    );
-    obj.insert("status".into(), json!("completed"));
-    obj.insert("source".into(), json!(source));
+    // Serialised straight to text and parsed once, by the INSERT; the stored jsonb is what is
+    // returned.
+    let report = serde_json::to_string(&Report {
+        outcome: &outcome,
+        request_id: identity.request_id,
+        confirmation_code: &identity.confirmation_code,
+        status: "completed",
+        source,
+    })
+    .map_err(|e| ExtError::Internal(e.to_string()))?;
     // The request row and its audit entry, in one statement.
     let stmt = prepared(
         client,
@@ -149,16 +163,20 @@ fn record_completed(
                 INSERT INTO erasure.requests (id, confirmation_code, status, subject_kind, subject_hash, org_id, source,
                                               requested_at, acknowledge_by, complete_by, completed_at, backups_purged_by, report,
                                               decision_log)
-                VALUES ($1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
-                        clock_timestamp(), now() + interval '30 days', $7, $8)
-                RETURNING completed_at, backups_purged_by),
+                SELECT $1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
+                       c.at, now() + interval '30 days',
+                       $7::jsonb || jsonb_build_object(
+                           'completed_at', to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                           'backups_purged_by', to_char((now() + interval '30 days') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')),
+                       $8
+                  FROM (SELECT clock_timestamp() AS at) c
+                RETURNING report),
              a AS (
                 INSERT INTO erasure.audit_log (event, request_id, detail)
-                VALUES ('erasure_completed', $1, jsonb_build_object('subject_kind', $3::text, 'subject_hash', $4::text,
-                        'totals', $7::jsonb -> 'totals', 'modules', $7::jsonb -> 'modules')))
-             SELECT to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    to_char(backups_purged_by AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-               FROM r"
+                SELECT 'erasure_completed', $1, jsonb_build_object('subject_kind', $3::text, 'subject_hash', $4::text,
+                        'totals', r.report -> 'totals', 'modules', r.report -> 'modules')
+                  FROM r)
+             SELECT report FROM r"
                 .into()
         },
         || {
@@ -169,7 +187,7 @@ fn record_completed(
                 pg_sys::TEXTOID,
                 pg_sys::INT8OID,
                 pg_sys::TEXTOID,
-                pg_sys::JSONBOID,
+                pg_sys::TEXTOID,
                 pg_sys::BYTEAOID,
             ])
         },
@@ -186,17 +204,12 @@ fn record_completed(
             hash.as_str().into(),
             org_id.into(),
             source.into(),
-            JsonB(report.clone()).into(),
+            report.as_str().into(),
             decision_log.into(),
         ],
     )?
     .first();
-    let completed_at: Option<String> = row.get(1)?;
-    let backups: Option<String> = row.get(2)?;
-    let obj = report.as_object_mut().expect("report is an object");
-    obj.insert("completed_at".into(), json!(completed_at));
-    obj.insert("backups_purged_by".into(), json!(backups));
-    Ok(JsonB(report))
+    JsonbDatum::transfer(&row, 1)
 }
 
 /// `preview_erasure`: the same erasure, run inside a subtransaction that is always rolled back,

@@ -30,12 +30,22 @@ pub enum StatementId {
     Purge {
         map_id: i64,
         table: usize,
+        pass: PurgePass,
     },
     EraseAll {
         map_id: i64,
         kind: erasure_core::subject::SubjectKind,
         style: erasure_core::plan::RootStyle,
     },
+}
+
+/// The two walks of `purge_due` over a table's ledger rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PurgePass {
+    /// Rows kept until a date that has passed.
+    Dated,
+    /// Rows kept without a date, by a hold only.
+    Undated,
 }
 
 thread_local! {
@@ -47,6 +57,11 @@ pub fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
     types.iter().map(|&t| PgOid::from(t)).collect()
 }
 
+/// The kept statement for `id`, if it was prepared before.
+pub fn kept(id: &StatementId) -> Option<Rc<OwnedPreparedStatement>> {
+    PREPARED.with(|p| p.borrow().get(id).cloned())
+}
+
 /// Returns the kept statement for `id`, preparing `sql` with `types` the first time.
 pub fn prepared(
     client: &SpiClient<'_>,
@@ -54,7 +69,7 @@ pub fn prepared(
     sql: impl FnOnce() -> String,
     types: impl FnOnce() -> Vec<PgOid>,
 ) -> ExtResult<Rc<OwnedPreparedStatement>> {
-    if let Some(stmt) = PREPARED.with(|p| p.borrow().get(&id).cloned()) {
+    if let Some(stmt) = kept(&id) {
         return Ok(stmt);
     }
     let text = sql();
