@@ -20,6 +20,7 @@ GRANT EXECUTE ON FUNCTION
     erasure.release_hold(bigint),
     erasure.load_data_map(jsonb),
     erasure.reference_data_map(),
+    erasure.explain_plan(text),
     erasure.purge_due(bigint)
 TO erasure_admin;
 
@@ -82,6 +83,8 @@ COMMENT ON FUNCTION erasure.release_hold(bigint) IS
     'Release a legal hold';
 COMMENT ON FUNCTION erasure.load_data_map(jsonb) IS
     'Validate a data map against the catalog and make it the active one';
+COMMENT ON FUNCTION erasure.explain_plan(text) IS
+    'The SQL an erasure of a subject kind runs under the active data map: root look-ups, steps children first, and the single statement of the all-erase case';
 COMMENT ON FUNCTION erasure.reference_data_map() IS
     'The data map of the reference WhatsApp CRM schema';
 

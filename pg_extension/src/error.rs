@@ -66,7 +66,7 @@ impl ExtError {
                 Some("write the subject as kind:value, e.g. contact:1001 or phone:+4915112345678")
             }
             ExtError::NotReady(_) => Some(
-                "see README: SELECT erasure.setup_reference_crm() or erasure.load_data_map(...)",
+                "load one: SELECT erasure.load_data_map(erasure.reference_data_map()) for the reference CRM, or your own map",
             ),
             _ => None,
         };

@@ -658,6 +658,30 @@ fn subject_without_data_completes_with_zero_counts() {
 }
 
 #[test]
+fn explain_plan_shows_the_statements_an_erasure_runs() {
+    let mut db = TestDb::new("explain");
+    let contact = db.json("SELECT erasure.explain_plan('contact')", &[]);
+    let steps: Vec<&str> = contact["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps.last(), Some(&"contacts"), "{contact:#}");
+    assert!(steps.contains(&"messages") && steps.contains(&"media"));
+    let single = contact["single_statement"].as_str().unwrap();
+    assert!(single.starts_with("WITH ") && single.contains("DELETE FROM \"public\".\"contacts\""));
+    // An organization's invoices and audit rows are decided row by row: no single statement.
+    let org = db.json("SELECT erasure.explain_plan('org')", &[]);
+    assert!(org["single_statement"].is_null(), "{org:#}");
+    let err = db
+        .client
+        .query_one("SELECT erasure.explain_plan('person')", &[])
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("22023"));
+}
+
+#[test]
 fn roles_and_privileges() {
     let mut db = TestDb::new("roles");
     let public_exec = db.count(

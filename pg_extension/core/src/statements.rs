@@ -248,3 +248,33 @@ pub fn erase_all(map: &DataMap, plan: &Plan) -> Option<String> {
         counts.join(", ")
     ))
 }
+
+/// What an erasure of `plan`'s subject kind runs, for people and tools (`erasure.explain_plan`):
+/// the root look-ups, each step children first with its scope, and the single statement an
+/// erasure runs when every row is simply erased (`null` when the plan does not allow one).
+pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            let action = match &s.action {
+                StepAction::Own => serde_json::json!("own"),
+                StepAction::Detach { column, parent } => {
+                    serde_json::json!({"detach": column, "from": parent})
+                }
+            };
+            serde_json::json!({"table": s.table, "action": action, "scope": s.scope})
+        })
+        .collect();
+    let roots: Vec<serde_json::Value> = plan
+        .roots
+        .iter()
+        .map(|r| serde_json::json!({"table": r.table, "sql": r.sql}))
+        .collect();
+    serde_json::json!({
+        "subject_kind": plan.kind.as_str(),
+        "roots": roots,
+        "steps": steps,
+        "single_statement": erase_all(map, plan),
+    })
+}

@@ -61,6 +61,15 @@ fn purge_due(max_batches: default!(Option<i64>, "NULL")) -> JsonB {
     Spi::connect_mut(|client| purge::purge_due(client, max_batches).map(JsonB)).or_raise()
 }
 
+/// What an erasure of a subject kind runs under the active data map: root look-ups, the steps
+/// children first with their scopes, and the single statement of the all-erase case.
+#[pg_extern(security_definer, stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn explain_plan(subject_kind: &str) -> JsonB {
+    Spi::connect(|client| crate::engine::datamap::explain(client, subject_kind).map(JsonB))
+        .or_raise()
+}
+
 /// Validates a data map against the catalog and makes it the active one.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]

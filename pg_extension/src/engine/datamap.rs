@@ -182,3 +182,18 @@ pub fn load(client: &mut SpiClient<'_>, map: serde_json::Value) -> ExtResult<i64
     )?;
     Ok(id)
 }
+
+/// `explain_plan`: the plan of a subject kind under the active data map, described (one root
+/// key per root table, as for `contact:<id>` or `org:<id>`).
+pub fn explain(client: &SpiClient<'_>, kind: &str) -> ExtResult<serde_json::Value> {
+    let kind = SubjectKind::parse(kind).ok_or_else(|| {
+        ExtError::InvalidArgument(
+            "subject_kind must be one of user, contact, phone, email, meta, org".into(),
+        )
+    })?;
+    let map = active(client)?;
+    let plan = map.plan(kind, RootStyle::Scalar)?;
+    let mut out = erasure_core::statements::describe(&map.map, &plan);
+    out["data_map_id"] = serde_json::json!(map.id);
+    Ok(out)
+}

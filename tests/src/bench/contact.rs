@@ -4,7 +4,10 @@
 //!   leaf-first over the indexed foreign keys, in one transaction;
 //! * cascade: one `DELETE FROM crm_cascade.contacts WHERE id = $1`, the rest by ON DELETE CASCADE;
 //! * pg_erasure: `SELECT erasure.request_erasure('contact:<id>')` on `public`, default modules;
-//! * limit: the floor's statements on `crm_nofk` (no foreign keys to check).
+//! * limit: the floor's statements on `crm_nofk` (no foreign keys to check);
+//! * statement, no FK: pg_erasure's own single statement for a contact (from
+//!   `erasure.explain_plan('contact')`) run on `crm_nofk`: what the engine's deletes cost when
+//!   no per-row foreign-key work is done, next to cascade (subjects of group B, like pg_erasure).
 //!
 //! Each variant has its own connection; the time of a subject is the client-side wall time of
 //! its whole transaction including COMMIT. Before and after every subject an independent query
@@ -24,13 +27,15 @@ pub enum Variant {
     Cascade,
     Engine,
     Limit,
+    StatementNoFk,
 }
 
-pub const VARIANTS: [Variant; 4] = [
+pub const VARIANTS: [Variant; 5] = [
     Variant::Floor,
     Variant::Cascade,
     Variant::Engine,
     Variant::Limit,
+    Variant::StatementNoFk,
 ];
 
 impl Variant {
@@ -40,14 +45,19 @@ impl Variant {
             Variant::Cascade => "cascade",
             Variant::Engine => "pg_erasure",
             Variant::Limit => "limit",
+            Variant::StatementNoFk => "statement_nofk",
         }
     }
-    fn schema(self) -> &'static str {
+    pub fn schema(self) -> &'static str {
         match self {
             Variant::Floor | Variant::Engine => "public",
             Variant::Cascade => "crm_cascade",
-            Variant::Limit => "crm_nofk",
+            Variant::Limit | Variant::StatementNoFk => "crm_nofk",
         }
+    }
+    /// Group B's subjects (pg_erasure's); the others erase group A's.
+    fn group_b(self) -> bool {
+        matches!(self, Variant::Engine | Variant::StatementNoFk)
     }
 }
 
@@ -123,6 +133,40 @@ impl Cascade {
     }
 }
 
+/// pg_erasure's single statement for a contact, as `erasure.explain_plan` shows it, run on the
+/// copy without foreign keys.
+pub struct StatementNoFk {
+    client: Client,
+    statement: Statement,
+}
+
+impl StatementNoFk {
+    fn new(mut client: Client) -> R<StatementNoFk> {
+        let plan: Value = client
+            .query_one("SELECT erasure.explain_plan('contact')", &[])?
+            .get(0);
+        let Some(sql) = plan["single_statement"].as_str() else {
+            return fail(format!(
+                "explain_plan('contact') has no single statement: {plan}"
+            ));
+        };
+        let sql = sql.replace("\"public\".", "\"crm_nofk\".");
+        ensure(!sql.contains("\"public\""), || {
+            format!("statement still names public: {sql}")
+        })?;
+        // Roots: the contact id; then the request id its outbox rows carry (0: no request).
+        let statement = client.prepare_typed(
+            &sql,
+            &[postgres::types::Type::INT8, postgres::types::Type::INT8],
+        )?;
+        Ok(StatementNoFk { client, statement })
+    }
+    fn erase(&mut self, id: i64) -> R<()> {
+        self.client.query_one(&self.statement, &[&id, &0i64])?;
+        Ok(())
+    }
+}
+
 pub struct Engine {
     pub client: Client,
     request: Statement,
@@ -191,6 +235,8 @@ enum Outcome {
     Rows(Counts),
     Contacts(u64),
     Report(Value),
+    /// Deleted rows known only from the counts before and after.
+    Counted,
 }
 
 /// The outcome of one run (one `synchronous_commit` setting).
@@ -227,11 +273,12 @@ impl RunResult {
             variants.insert(v.name().into(), s);
         }
         let m = |v| self.summary(v);
-        let (f, c, e, l) = (
+        let (f, c, e, l, s) = (
             m(Variant::Floor),
             m(Variant::Cascade),
             m(Variant::Engine),
             m(Variant::Limit),
+            m(Variant::StatementNoFk),
         );
         json!({
             "synchronous_commit": if self.sync { "on" } else { "off" },
@@ -242,6 +289,8 @@ impl RunResult {
                 "pg_erasure/limit": ratio(e.median, l.median),
                 "floor/limit": ratio(f.median, l.median),
                 "cascade/limit": ratio(c.median, l.median),
+                "statement_nofk/cascade": ratio(s.median, c.median),
+                "pg_erasure/statement_nofk": ratio(e.median, s.median),
             },
             "ratios_p95": {
                 "pg_erasure/floor": ratio(e.p95, f.p95),
@@ -249,6 +298,8 @@ impl RunResult {
                 "pg_erasure/limit": ratio(e.p95, l.p95),
                 "floor/limit": ratio(f.p95, l.p95),
                 "cascade/limit": ratio(c.p95, l.p95),
+                "statement_nofk/cascade": ratio(s.p95, c.p95),
+                "pg_erasure/statement_nofk": ratio(e.p95, s.p95),
             },
             "subjects_checked": self.subjects_checked,
         })
@@ -266,23 +317,22 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
         session(db, &format!("limit:{tag}"), Some(sync))?,
         "crm_nofk",
     )?;
+    let mut statement =
+        StatementNoFk::new(session(db, &format!("statement_nofk:{tag}"), Some(sync))?)?;
     let mut checker = Checker::new(session(db, &format!("checker:{tag}"), Some(sync))?)?;
 
-    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); 4];
-    let mut rows: Vec<Vec<i64>> = vec![Vec::new(); 4];
+    let n = VARIANTS.len();
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut rows: Vec<Vec<i64>> = vec![Vec::new(); n];
     let mut checked = 0;
     for (idx, pair) in pairs.iter().enumerate() {
         let warm = idx < warmup;
-        let mut before_of: [Option<Counts>; 4] = [None; 4];
+        let mut before_of: [Option<Counts>; 5] = [None; 5];
         // Rotate the order subject by subject so no variant always runs right after another.
-        for k in 0..4 {
-            let vi = (idx + k) % 4;
+        for k in 0..n {
+            let vi = (idx + k) % n;
             let v = VARIANTS[vi];
-            let id = if v == Variant::Engine {
-                pair.b.id
-            } else {
-                pair.a.id
-            };
+            let id = if v.group_b() { pair.b.id } else { pair.a.id };
             let schema = v.schema();
             let before = checker.count(schema, id)?;
             ensure(before[11] == 1, || {
@@ -298,6 +348,10 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
                 Variant::Limit => Outcome::Rows(limit.erase(id)?),
                 Variant::Cascade => Outcome::Contacts(cascade.erase(id)?),
                 Variant::Engine => Outcome::Report(engine.erase(&subject)?),
+                Variant::StatementNoFk => {
+                    statement.erase(id)?;
+                    Outcome::Counted
+                }
             };
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             let after = checker.count(schema, id)?;
@@ -310,6 +364,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
                     })?;
                     std::array::from_fn(|i| before[i] - after[i])
                 }
+                Outcome::Counted => std::array::from_fn(|i| before[i] - after[i]),
             };
             ensure(total(&after) == 0, || {
                 format!(
@@ -332,19 +387,22 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
         }
         // The same subject in the three schemas had the same rows; the engine's subject (group
         // B) as many in total as its partner when the pair is exact.
-        let [f, c, e, l] = before_of.map(|x| x.unwrap());
+        let [f, c, e, l, s] = before_of.map(|x| x.unwrap());
         ensure(f == c && f == l, || {
             format!(
                 "contact {}: rows differ between schemas: public {f:?}, crm_cascade {c:?}, crm_nofk {l:?}",
                 pair.a.id
             )
         })?;
-        ensure(f == pair.a.counts && e == pair.b.counts, || {
-            format!(
-                "contacts {} / {}: rows changed since the subjects were chosen",
-                pair.a.id, pair.b.id
-            )
-        })?;
+        ensure(
+            f == pair.a.counts && e == pair.b.counts && s == pair.b.counts,
+            || {
+                format!(
+                    "contacts {} / {}: rows changed since the subjects were chosen",
+                    pair.a.id, pair.b.id
+                )
+            },
+        )?;
         if pair.exact {
             ensure(total(&e) == total(&f), || {
                 format!(

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::contact::{RunResult, VARIANTS};
 
-const COLORS: [&str; 4] = ["#2563eb", "#16a34a", "#dc2626", "#6b7280"];
+const COLORS: [&str; 5] = ["#2563eb", "#16a34a", "#dc2626", "#6b7280", "#d97706"];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
