@@ -51,6 +51,26 @@ $$;
 REVOKE ALL ON PROCEDURE erasure.purge_due_in_batches() FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE erasure.purge_due_in_batches() TO erasure_admin;
 
+-- Every request's context (salt, active map and modules, whether any hold is active) is cached
+-- per backend; a write to any of its tables invalidates it everywhere.
+CREATE FUNCTION erasure.context_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM erasure.invalidate_request_context(TG_RELID);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION erasure.context_changed() FROM PUBLIC;
+CREATE TRIGGER context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON erasure.settings
+    FOR EACH STATEMENT EXECUTE FUNCTION erasure.context_changed();
+CREATE TRIGGER context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON erasure.data_map
+    FOR EACH STATEMENT EXECUTE FUNCTION erasure.context_changed();
+CREATE TRIGGER context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON erasure.modules
+    FOR EACH STATEMENT EXECUTE FUNCTION erasure.context_changed();
+CREATE TRIGGER context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON erasure.legal_holds
+    FOR EACH STATEMENT EXECUTE FUNCTION erasure.context_changed();
+
 GRANT SELECT ON erasure.requests, erasure.ledger, erasure.ledger_chunks, erasure.storage_outbox, erasure.legal_holds,
                 erasure.audit_log, erasure.data_map TO erasure_admin;
 GRANT SELECT (sha256, slot, config, size_bytes, installed_by, installed_at, active) ON erasure.modules TO erasure_admin;
@@ -85,6 +105,10 @@ COMMENT ON FUNCTION erasure.load_data_map(jsonb) IS
     'Validate a data map against the catalog and make it the active one';
 COMMENT ON FUNCTION erasure.explain_plan(text) IS
     'The SQL an erasure of a subject kind runs under the active data map: root look-ups, steps children first, and the single statement of the all-erase case';
+COMMENT ON FUNCTION erasure.invalidate_request_context(oid) IS
+    'Drop every backend''s cached request context (called by the context_changed triggers)';
+COMMENT ON FUNCTION erasure.context_changed() IS
+    'Trigger: a write to settings, data_map, modules or legal_holds invalidates the cached request context';
 COMMENT ON FUNCTION erasure.reference_data_map() IS
     'The data map of the reference WhatsApp CRM schema';
 

@@ -556,6 +556,39 @@ fn a_database_can_be_dropped_right_after_a_failed_request() {
 }
 
 #[test]
+fn a_change_made_in_another_session_reaches_a_backend_with_a_cached_context() {
+    let mut db = TestDb::new("context_cache");
+    let first = make_contact(&mut db, 1, "kim", "+4915177777777");
+    let second = make_contact(&mut db, 1, "lou", "+4915166666666");
+    // This backend caches its context (no hold active) on its first request.
+    let report = erase(&mut db, &format!("contact:{}", first.contact));
+    assert_eq!(report["totals"]["held"], 0);
+    // Another session places a hold and activates another retention module.
+    let mut other = connect(&db.name);
+    other
+        .query_one(
+            "SELECT erasure.place_hold($1, 'CASE-CACHE')",
+            &[&format!("contact:{}", second.contact)],
+        )
+        .unwrap();
+    other
+        .batch_execute("SELECT erasure.install_default_modules('us-ccpa')")
+        .unwrap();
+    let active: String = other
+        .query_one(
+            "SELECT sha256 FROM erasure.modules WHERE slot = 'retention' AND active",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // The first backend sees both at once.
+    let report = erase(&mut db, &format!("contact:{}", second.contact));
+    assert!(report["totals"]["held"].as_i64().unwrap() > 0, "{report:#}");
+    assert_eq!(report["totals"]["erased"], 0, "{report:#}");
+    assert_eq!(report["modules"]["retention"], active.as_str());
+}
+
+#[test]
 fn legal_hold_keeps_the_subject_data() {
     let mut db = TestDb::new("hold");
     let p = make_contact(&mut db, 1, "hank", "+4915188888888");

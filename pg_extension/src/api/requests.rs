@@ -70,6 +70,14 @@ fn explain_plan(subject_kind: &str) -> JsonB {
         .or_raise()
 }
 
+/// Drops every backend's cached request context; called by the trigger
+/// `erasure.context_changed` after a write to one of the tables the context is read from.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn invalidate_request_context(source: pg_sys::Oid) {
+    crate::engine::context::invalidate(source);
+}
+
 /// Validates a data map against the catalog and makes it the active one.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]

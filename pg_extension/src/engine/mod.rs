@@ -1,5 +1,6 @@
 //! The erasure engine inside the backend: SPI, caches, the rule host, requests.
 
+pub mod context;
 pub mod datamap;
 pub mod erase;
 pub mod failures;

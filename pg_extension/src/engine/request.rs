@@ -8,6 +8,7 @@ use pgrx::JsonB;
 use serde::Serialize;
 use serde_json::json;
 
+use super::context;
 use super::erase::{erase, EngineContext, Outcome, RequestInfo};
 use super::failures::{self, FailedRequest};
 use super::jsonb_datum::JsonbDatum;
@@ -38,40 +39,21 @@ struct Identity {
     engine: EngineContext,
 }
 
-/// Everything a request reads before it starts, in one statement: a new id and confirmation
-/// code (only for a real request: a preview takes no id), the subject-hash salt, and the active
-/// data map, modules and time.
+/// Everything a request needs before it starts: a new id and confirmation code (only for a
+/// real request: a preview takes no id), the subject-hash salt, and the active data map,
+/// modules and time. No statement runs unless the backend's cached context was invalidated.
 fn new_identity(client: &SpiClient<'_>, real: bool) -> ExtResult<Identity> {
-    let stmt = prepared(
-        client,
-        StatementId::Fixed("request_context"),
-        || {
-            "SELECT CASE WHEN $1 THEN nextval('erasure.requests_id_seq') END,
-                    'ER-' || upper(substr(replace(gen_random_uuid()::text, '-', ''), 1, 20)),
-                    s.subject_salt,
-                    (SELECT id FROM erasure.data_map WHERE active),
-                    (SELECT array_agg(slot ORDER BY slot) FROM erasure.modules WHERE active),
-                    (SELECT array_agg(sha256 ORDER BY slot) FROM erasure.modules WHERE active),
-                    to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    EXISTS (SELECT 1 FROM erasure.legal_holds WHERE released_at IS NULL)
-               FROM erasure.settings s"
-                .into()
-        },
-        || oids(&[pg_sys::BOOLOID]),
-    )?;
-    let row = client.select(&*stmt, None, &[real.into()])?.first();
-    let slots: Vec<String> = row.get(5)?.unwrap_or_default();
-    let shas: Vec<String> = row.get(6)?.unwrap_or_default();
+    let ctx = context::current(client)?;
     Ok(Identity {
-        request_id: row.get(1)?.unwrap_or_default(),
-        confirmation_code: row.get(2)?.unwrap_or_default(),
-        salt: row.get(3)?.unwrap_or_default(),
+        request_id: if real { ctx.next_request_id() } else { 0 },
+        confirmation_code: context::confirmation_code()?,
         engine: EngineContext {
-            map_id: row.get(4)?,
-            any_active_hold: row.get(8)?.unwrap_or(true),
-            modules: slots.into_iter().zip(shas).collect(),
-            now: row.get(7)?.unwrap_or_default(),
+            map_id: ctx.map_id,
+            any_active_hold: ctx.any_active_hold,
+            modules: ctx.modules,
+            now: context::transaction_time(),
         },
+        salt: ctx.salt,
     })
 }
 
