@@ -7,7 +7,8 @@
 //!
 //! 1. contact erasure four ways (floor, cascade, pg_erasure, limit), interleaved subject by
 //!    subject, once with `synchronous_commit = off` and once with it on;
-//! 2. pg_erasure with 1, 2 and 4 concurrent clients;
+//! 2. pg_erasure with 1, 2 and 4 concurrent clients, and the floor the same way as the machine's
+//!    reference;
 //! 3. rule evaluation alone and module load times, through the host crate;
 //! 4. two big organizations of the same shape erased, by pg_erasure and by hand-written SQL,
 //!    with the backend's peak memory (and two smaller org erasures for comparison);
@@ -328,7 +329,8 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
 
     // ---------------------------------------------------------------- subjects
     let runs_n = 2;
-    let pool_size = concurrency::LEVELS.len() * cfg.concurrency_erasures * 2;
+    // Two runs (synchronous_commit off, on), each pg_erasure and the floor at every level.
+    let pool_size = concurrency::LEVELS.len() * cfg.concurrency_erasures * 2 * 2;
     let sel = subjects::select(&mut admin, runs_n, cfg.warmup, cfg.subjects, pool_size)?;
     progress(&format!("subjects chosen: {}", sel.info));
     let mut setup_json = json!({
@@ -369,7 +371,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
     mark(&mut admin, "concurrency");
     let mut conc = Vec::new();
     let per_level = cfg.concurrency_erasures;
-    let span = concurrency::LEVELS.len() * per_level;
+    let span = 2 * concurrency::LEVELS.len() * per_level;
     for (i, sync) in [false, true].into_iter().enumerate() {
         util::checkpoint(&mut admin)?;
         let levels =
@@ -379,7 +381,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
     results.insert(
         "concurrency".into(),
         json!({
-            "method": "threads with a connection each, distinct contacts (next-closest shapes), a fixed number of erasures per level split round-robin; throughput = erasures / wall time from the common start to the last finish; no pre-count here, so subjects' rows may first have to be read into shared buffers (latencies above the contact runs' warm-cache ones)",
+            "method": "threads with a connection each, distinct contacts (next-closest shapes), a fixed number of erasures per level split round-robin; pg_erasure and the floor (hand-written deletes, one transaction per contact) alternate level by level; throughput = erasures / wall time from the common start to the last finish; no pre-count here, so subjects' rows may first have to be read into shared buffers (latencies above the contact runs' warm-cache ones)",
             "runs": conc.iter().map(|(s, l)| concurrency::json(l, *s)).collect::<Vec<_>>(),
         }),
     );
