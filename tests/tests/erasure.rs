@@ -678,6 +678,14 @@ fn malformed_subjects_are_refused_with_22023_and_recorded() {
         ),
         "22023",
     );
+    // NULL is refused like any other malformed subject or source.
+    for sql in [
+        "SELECT erasure.request_erasure(NULL)",
+        "SELECT erasure.preview_erasure(NULL)",
+        "SELECT erasure.request_erasure('contact:1', NULL, NULL)",
+    ] {
+        assert_sqlstate(db.client.query(sql, &[]), "22023");
+    }
 }
 
 #[test]

@@ -10,18 +10,19 @@ use crate::error::{ExtError, OrRaise};
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn request_erasure(
-    subject: &str,
+    subject: Option<&str>,
     org_id: default!(Option<i64>, "NULL"),
-    source: default!(&str, "'api'"),
+    source: default!(Option<&str>, "'api'"),
 ) -> JsonbDatum {
-    request::request_erasure(subject, org_id, source)
+    // NULL is malformed like any other bad subject or source: a clear 22023, recorded as failed.
+    request::request_erasure(subject.unwrap_or(""), org_id, source.unwrap_or(""))
 }
 
 /// What `request_erasure` would do, computed by running it and rolling it back.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn preview_erasure(subject: &str, org_id: default!(Option<i64>, "NULL")) -> JsonB {
-    request::preview_erasure(subject, org_id)
+fn preview_erasure(subject: Option<&str>, org_id: default!(Option<i64>, "NULL")) -> JsonB {
+    request::preview_erasure(subject.unwrap_or(""), org_id)
 }
 
 /// Status of a request by its confirmation code.
