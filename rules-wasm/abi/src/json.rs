@@ -153,6 +153,36 @@ fn read_escaped(bytes: &[u8], start: usize) -> Option<(std::borrow::Cow<'_, str>
     Some((std::borrow::Cow::Owned(text), i + 1))
 }
 
+/// `a == b`, eight bytes at a time. On wasm32 a slice comparison calls a byte-by-byte
+/// `memcmp`; this keeps short comparisons (keys, literals, categories) to a few loads.
+#[inline(always)]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a_words = a.chunks_exact(8);
+    let mut b_words = b.chunks_exact(8);
+    for (x, y) in (&mut a_words).zip(&mut b_words) {
+        if u64::from_le_bytes(x.try_into().expect("8 bytes"))
+            != u64::from_le_bytes(y.try_into().expect("8 bytes"))
+        {
+            return false;
+        }
+    }
+    a_words
+        .remainder()
+        .iter()
+        .zip(b_words.remainder())
+        .all(|(x, y)| x == y)
+}
+
+/// Whether `bytes[at..]` starts with `lit`; the index after it.
+#[inline(always)]
+pub fn literal_at(bytes: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
+    let end = at.checked_add(lit.len())?;
+    bytes_eq(bytes.get(at..end)?, lit).then_some(end)
+}
+
 /// Index of the first byte at or after `at` that is not JSON whitespace.
 #[inline(always)]
 pub fn skip_ws(bytes: &[u8], mut at: usize) -> usize {

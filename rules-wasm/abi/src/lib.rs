@@ -457,21 +457,21 @@ mod fast_decode {
 
     #[inline(always)]
     fn literal(bytes: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
-        (bytes.get(at..at + lit.len())? == lit).then_some(at + lit.len())
+        crate::json::literal_at(bytes, at, lit)
     }
 
     #[derive(Default)]
     struct Memo {
-        /// The raw bytes of the last string value read (quotes included) and its text.
-        raw: (usize, usize),
+        /// The raw bytes of the last string value read (quotes included), kept here rather
+        /// than as a range of the output so comparing reads only one far-away copy.
+        raw: Vec<u8>,
         text: String,
     }
 
     impl Memo {
         fn string(&mut self, bytes: &[u8], at: usize) -> Option<(String, usize)> {
-            let (start, end) = self.raw;
-            let len = end - start;
-            if len > 0 && bytes.get(at..at + len) == Some(&bytes[start..end]) {
+            let len = self.raw.len();
+            if len > 0 && bytes.get(at..at + len) == Some(&self.raw[..]) {
                 // The same bytes from an opening quote end at the same closing quote.
                 return Some((self.text.clone(), at + len));
             }
@@ -480,14 +480,42 @@ mod fast_decode {
                 Cow::Borrowed(t) => t.to_owned(),
                 Cow::Owned(t) => t,
             };
-            self.raw = (at, next);
+            self.raw.clear();
+            self.raw.extend_from_slice(&bytes[at..next]);
             self.text.clone_from(&text);
             Some((text, next))
         }
     }
 
+    /// A retain as `encode_output` writes it, read with fixed-position checks; `None` when
+    /// it is written any other way.
+    #[inline(always)]
+    fn compact_retain(bytes: &[u8], at: usize, memo: &mut Memo) -> Option<(Decision, usize)> {
+        const HEAD: &[u8] = b"{\"action\":\"retain\",\"until\":";
+        const MID: &[u8] = b",\"basis\":";
+        let i = literal(bytes, at, HEAD)?;
+        let (until, i) = memo_free_string(bytes, i)?;
+        let i = literal(bytes, i, MID)?;
+        let (basis, i) = memo.string(bytes, i)?;
+        let i = literal(bytes, i, b"}")?;
+        Some((Decision::Retain { until, basis }, i))
+    }
+
+    #[inline(always)]
+    fn memo_free_string(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+        let (text, next) = read_str(bytes, at)?;
+        Some((text.into_owned(), next))
+    }
+
     /// One decision object starting at `at`, `"action"` first; the index after it.
     fn decision(bytes: &[u8], at: usize, memo: &mut Memo) -> Option<(Decision, usize)> {
+        const ERASE: &[u8] = b"{\"action\":\"erase\"}";
+        if let Some(next) = literal(bytes, at, ERASE) {
+            return Some((Decision::Erase, next));
+        }
+        if let Some(found) = compact_retain(bytes, at, memo) {
+            return Some(found);
+        }
         let mut i = literal(bytes, at, b"{")?;
         let (key, next) = read_str(bytes, skip_ws(bytes, i))?;
         if key != "action" {

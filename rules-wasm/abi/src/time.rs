@@ -214,7 +214,8 @@ impl Timestamp {
         }
         let new_day = day.min(days_in_month(new_year, new_month));
         let result_days = days_from_civil(new_year, new_month, new_day) + i64::from(period.days);
-        if civil_from_days(result_days).0 > MAX_YEAR {
+        // Day numbers grow with the date: past 9999-12-31 is past the year 9999.
+        if result_days > days_from_civil(MAX_YEAR, 12, 31) {
             return Err(AbiError::TimestampOutOfRange);
         }
         Ok(Timestamp(result_days * SECS_PER_DAY + time_of_day))

@@ -130,6 +130,11 @@ fn main() {
         }
         return;
     }
+    // The host's share, without the module: decoding an answer like the module's.
+    let answer = erasure_abi::encode_output(&erasure_abi::EvalOutput::Decisions(decisions));
+    let decode_ms = time_ms(calls, || {
+        erasure_abi::decode_output(&answer, batch).expect("decode");
+    });
     let batch_ms = time_ms(calls, || {
         host.evaluate(&module, &big, &limits).expect("evaluate");
     });
@@ -158,6 +163,11 @@ fn main() {
         "batch {batch}: {:.0} ns/record ({:.3} ms/call, {erase} erase + {retain} retain)",
         batch_ms * 1e6 / batch as f64,
         batch_ms
+    );
+    println!(
+        "  of which decoding the answer ({} bytes): {:.0} ns/record",
+        answer.len(),
+        decode_ms * 1e6 / batch as f64
     );
     println!("1-record call: {:.1} µs", one_ms * 1e3);
     println!("12-group-record call: {:.1} µs", group_ms * 1e3);

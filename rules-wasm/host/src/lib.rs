@@ -293,8 +293,10 @@ impl RuleHost {
     ) -> Result<Vec<Decision>, HostError> {
         // The same bytes serde_json would write (see `wire`).
         let json = wire::encode_input(input);
-        let output = self.call(module, &json, limits)?;
-        Ok(decode_output(&output, input.records.len())?)
+        // Decoded where the module left it, without copying it out first.
+        self.call(module, &json, limits, |output| {
+            Ok(decode_output(output, input.records.len())?)
+        })
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<LoadedModule, HostError> {
@@ -365,12 +367,13 @@ impl RuleHost {
     }
 
     /// The memory protocol: alloc, write input, evaluate, read the packed answer.
-    fn call(
+    fn call<R>(
         &self,
         module: &LoadedModule,
         input: &[u8],
         limits: &Limits,
-    ) -> Result<Vec<u8>, HostError> {
+        read: impl FnOnce(&[u8]) -> Result<R, HostError>,
+    ) -> Result<R, HostError> {
         let len = i32::try_from(input.len()).map_err(|_| HostError::InputTooLarge(input.len()))?;
         let mut store = self.new_store(limits)?;
         let instance = module
@@ -424,7 +427,7 @@ impl RuleHost {
             ptr: out_ptr,
             len: out_len,
         })?;
-        Ok(bytes.to_vec())
+        read(bytes)
     }
 }
 

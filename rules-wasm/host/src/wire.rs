@@ -1,7 +1,7 @@
 //! The input JSON, written by hand: byte for byte what `serde_json::to_vec(&EvalInput)`
 //! writes (a test checks that), without serde's per-value dispatch.
 
-use erasure_abi::json::write_str;
+use erasure_abi::json::{bytes_eq, write_str};
 use erasure_abi::{EvalInput, Hold, Record};
 use serde_json::Value;
 
@@ -30,11 +30,12 @@ pub(crate) fn encode_input(input: &EvalInput) -> Vec<u8> {
         write_hold(&mut out, hold);
     }
     out.extend_from_slice(b"],\"records\":[");
+    let mut memo = Memo::default();
     for (i, record) in input.records.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_record(&mut out, record);
+        write_record(&mut out, record, &mut memo);
     }
     out.extend_from_slice(b"]}");
     out
@@ -62,18 +63,57 @@ fn write_hold(out: &mut Vec<u8>, hold: &Hold) {
     out.push(b'}');
 }
 
-fn write_record(out: &mut Vec<u8>, record: &Record) {
-    out.extend_from_slice(b"{\"table\":");
-    write_str(out, &record.table);
-    out.extend_from_slice(b",\"category\":");
-    write_str(out, &record.category);
-    out.extend_from_slice(b",\"attrs\":{");
+/// The records of one call mostly repeat their table, category and attribute names; their
+/// JSON is written once and copied after.
+#[derive(Default)]
+struct Memo {
+    /// Table and category of the last record, and its JSON up to the attributes.
+    head: Option<(String, String, Vec<u8>)>,
+    /// Attribute names seen and their JSON (with the colon).
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+/// Attribute names remembered per call; more distinct ones are written each time.
+const MAX_KEYS: usize = 16;
+
+fn write_record(out: &mut Vec<u8>, record: &Record, memo: &mut Memo) {
+    match &memo.head {
+        Some((table, category, head))
+            if bytes_eq(table.as_bytes(), record.table.as_bytes())
+                && bytes_eq(category.as_bytes(), record.category.as_bytes()) =>
+        {
+            out.extend_from_slice(head);
+        }
+        _ => {
+            let mut head = b"{\"table\":".to_vec();
+            write_str(&mut head, &record.table);
+            head.extend_from_slice(b",\"category\":");
+            write_str(&mut head, &record.category);
+            head.extend_from_slice(b",\"attrs\":{");
+            out.extend_from_slice(&head);
+            memo.head = Some((record.table.clone(), record.category.clone(), head));
+        }
+    }
     for (i, (key, value)) in record.attrs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, key);
-        out.push(b':');
+        match memo
+            .keys
+            .iter()
+            .find(|(k, _)| bytes_eq(k.as_bytes(), key.as_bytes()))
+        {
+            Some((_, json)) => out.extend_from_slice(json),
+            None => {
+                let mut json = Vec::new();
+                write_str(&mut json, key);
+                json.push(b':');
+                out.extend_from_slice(&json);
+                if memo.keys.len() < MAX_KEYS {
+                    memo.keys.push((key.clone(), json));
+                }
+            }
+        }
         write_value(out, value);
     }
     out.extend_from_slice(if record.group {

@@ -5,22 +5,25 @@
 //! whose retention end fails; the SDK then runs [`evaluate`](crate::evaluate), which gives
 //! the answer or the refusal with its message.
 
-use erasure_rules_sdk::erasure_abi::json::write_str;
-use erasure_rules_sdk::view::InputView;
+use erasure_rules_sdk::erasure_abi::json::{bytes_eq, write_str};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use erasure_rules_sdk::view::{literal, object, read_str, skip_ws, InputView};
 use erasure_rules_sdk::{Timestamp, ABI_VERSION};
 
-use crate::{Config, Outcome, Rule};
+use crate::{Action, Config, Outcome, RawRule, Rule};
 
 /// `fast(input, output)` for `export_rules!`.
 pub fn evaluate_json(input: &[u8], out: &mut Vec<u8>) -> bool {
     run(input, out).is_some()
 }
 
-/// One rule's answers as JSON, exactly as `encode_output` writes them: the pieces before
-/// and after the date of a dated answer, and the whole undated answer.
+/// One rule's answers as JSON, exactly as `encode_output` writes them: a dated answer with
+/// a placeholder where its date goes (at `date_at`), and the undated answer.
 struct Answers {
-    dated_head: Vec<u8>,
-    dated_tail: Vec<u8>,
+    dated: Vec<u8>,
+    date_at: usize,
     undated: Vec<u8>,
 }
 
@@ -37,17 +40,19 @@ impl Answers {
             write_str(&mut basis_json, basis);
         }
         let head = format!("{{\"action\":\"{action}\"").into_bytes();
-        let mut dated_head = head.clone();
-        dated_head.extend_from_slice(b",\"until\":\"");
-        let mut dated_tail = b"\"".to_vec();
-        dated_tail.extend_from_slice(&basis_json);
-        dated_tail.push(b'}');
+        let mut dated = head.clone();
+        dated.extend_from_slice(b",\"until\":\"");
+        let date_at = dated.len();
+        dated.extend_from_slice(&[b'0'; 20]);
+        dated.push(b'"');
+        dated.extend_from_slice(&basis_json);
+        dated.push(b'}');
         let mut undated = head;
         undated.extend_from_slice(&basis_json);
         undated.push(b'}');
         Answers {
-            dated_head,
-            dated_tail,
+            dated,
+            date_at,
             undated,
         }
     }
@@ -58,26 +63,38 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
     if view.abi != ABI_VERSION {
         return None;
     }
-    let config_value: serde_json::Value = serde_json::from_str(view.config).ok()?;
-    let config = Config::parse(&config_value).ok()?;
+    let config = parse_config(view.config.as_bytes())?;
     let now = Timestamp::parse_rfc3339(&view.now).ok()?;
 
     // Rule 0 is the default, rule i + 1 the i-th category's.
     let rules: Vec<&Rule> = std::iter::once(&config.default)
         .chain(config.categories.values())
         .collect();
+    let names: Vec<&str> = config.categories.keys().map(String::as_str).collect();
     let rule_index = |category: &str| {
-        config
-            .categories
-            .keys()
-            .position(|name| name == category)
+        names
+            .iter()
+            .position(|name| bytes_eq(name.as_bytes(), category.as_bytes()))
             .map_or(0, |i| i + 1)
     };
 
     // Pass 1: decide every record, keeping only what the answer needs.
     let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(view.records().len());
+    // Records mostly come in runs of one category.
+    let mut last: Option<(&str, usize)> = None;
     for record in view.records() {
-        let index = rule_index(&record.category);
+        let index = match last {
+            Some((category, index))
+                if bytes_eq(category.as_bytes(), record.category.as_bytes()) =>
+            {
+                index
+            }
+            _ => {
+                let index = rule_index(&record.category);
+                last = Some((&record.category, index));
+                index
+            }
+        };
         let start = |attr: &str| {
             record
                 .attr_str(attr)
@@ -93,9 +110,7 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
         let a = &answers[*index];
         match outcome {
             Outcome::Erase => erase.len(),
-            Outcome::Retain(_) | Outcome::Anonymize(Some(_)) => {
-                a.dated_head.len() + 20 + a.dated_tail.len()
-            }
+            Outcome::Retain(_) | Outcome::Anonymize(Some(_)) => a.dated.len(),
             Outcome::Anonymize(None) => a.undated.len(),
         }
     };
@@ -112,13 +127,103 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
         match outcome {
             Outcome::Erase => out.extend_from_slice(&erase),
             Outcome::Retain(until) | Outcome::Anonymize(Some(until)) => {
-                out.extend_from_slice(&a.dated_head);
-                out.extend_from_slice(&until.rfc3339_bytes()?);
-                out.extend_from_slice(&a.dated_tail);
+                // One copy of the whole answer, then its date.
+                let at = out.len() + a.date_at;
+                out.extend_from_slice(&a.dated);
+                out[at..at + 20].copy_from_slice(&until.rfc3339_bytes()?);
             }
             Outcome::Anonymize(None) => out.extend_from_slice(&a.undated),
         }
     }
     out.extend_from_slice(b"]}");
     Some(())
+}
+
+/// [`Config::parse`] of the configuration's JSON text, read directly: the usual, valid
+/// configuration only. Anything else (a key repeated or unknown, a value of another
+/// type, an invalid rule) is `None`, and the slow path reports it.
+fn parse_config(bytes: &[u8]) -> Option<Config> {
+    if literal(bytes, 0, b"null").is_some_and(|end| end == bytes.len()) {
+        return Some(Config {
+            default: Rule::Erase,
+            categories: BTreeMap::new(),
+        });
+    }
+    let mut seen = [false; 5];
+    let mut default = Rule::Erase;
+    let mut categories = BTreeMap::new();
+    let end = object(bytes, skip_ws(bytes, 0), |key, at| {
+        let (slot, end) = match &*key {
+            "regime" | "title" | "note" => {
+                // Labels: a string or null, not used.
+                let slot = ["regime", "title", "note"].iter().position(|k| *k == key)?;
+                (slot, optional_str(bytes, at)?.1)
+            }
+            "default" => {
+                let (rule, end) = match literal(bytes, at, b"null") {
+                    Some(end) => (Rule::Erase, end),
+                    None => parse_rule(bytes, at)?,
+                };
+                default = rule;
+                (3, end)
+            }
+            "categories" => {
+                let end = object(bytes, at, |name, at| {
+                    let (rule, end) = parse_rule(bytes, at)?;
+                    // A repeated category: serde_json would keep the last; leave it to it.
+                    categories
+                        .insert(name.into_owned(), rule)
+                        .is_none()
+                        .then_some(end)
+                })?;
+                (4, end)
+            }
+            _ => return None,
+        };
+        (!std::mem::replace(&mut seen[slot], true)).then_some(end)
+    })?;
+    (skip_ws(bytes, end) == bytes.len()).then_some(Config {
+        default,
+        categories,
+    })
+}
+
+/// A string or null at `at`, and the index after it.
+fn optional_str(bytes: &[u8], at: usize) -> Option<(Option<Cow<'_, str>>, usize)> {
+    match literal(bytes, at, b"null") {
+        Some(end) => Some((None, end)),
+        None => read_str(bytes, at).map(|(text, end)| (Some(text), end)),
+    }
+}
+
+/// One rule object at `at`, checked as [`Rule::from_json`] checks it.
+fn parse_rule(bytes: &[u8], at: usize) -> Option<(Rule, usize)> {
+    let mut action = None;
+    let mut fields: [Option<Option<String>>; 3] = [None, None, None];
+    let end = object(bytes, at, |key, at| {
+        if key == "action" {
+            let (text, end) = read_str(bytes, at)?;
+            let parsed = match &*text {
+                "erase" => Action::Erase,
+                "retain" => Action::Retain,
+                "anonymize" => Action::Anonymize,
+                _ => return None,
+            };
+            return action.replace(parsed).is_none().then_some(end);
+        }
+        let slot = ["period", "from", "basis"].iter().position(|k| *k == key)?;
+        let (value, end) = optional_str(bytes, at)?;
+        fields[slot]
+            .replace(value.map(Cow::into_owned))
+            .is_none()
+            .then_some(end)
+    })?;
+    let [period, from, basis] = fields;
+    let raw = RawRule {
+        action: action?,
+        period: period.flatten(),
+        from: from.flatten(),
+        basis: basis.flatten(),
+    };
+    Some((Rule::from_raw(raw).ok()?, end))
 }

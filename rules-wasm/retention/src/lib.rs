@@ -220,7 +220,11 @@ impl Rule {
         if !value.is_object() {
             return Err("a rule must be a JSON object".into());
         }
-        let raw = RawRule::deserialize(value).map_err(|e| e.to_string())?;
+        Rule::from_raw(RawRule::deserialize(value).map_err(|e| e.to_string())?)
+    }
+
+    /// A rule from its fields, checked.
+    fn from_raw(raw: RawRule) -> Result<Rule, String> {
         let period = raw
             .period
             .as_deref()
@@ -504,6 +508,16 @@ mod tests {
             json!({"default": {"action": "retain", "period": "P9000Y", "basis": "x"}}),
             json!({"categories": {"invoice": {"action": "keep"}}}),
             serde_json::from_str(include_str!("../../../policies/retention/eu-gdpr.json")).unwrap(),
+            serde_json::from_str(include_str!("../../../policies/retention/us-ccpa.json")).unwrap(),
+            serde_json::from_str(include_str!("../../../policies/retention/in-dpdp.json")).unwrap(),
+            json!({"regime": null, "title": "t\n\"x\"", "default": null, "categories": {
+                "invoice": {"action": "retain", "period": "P7Y", "from": null, "basis": "b"},
+                "audit": {"action": "anonymize", "period": null, "from": null, "basis": null}}}),
+            json!({"default": {"action": "erase", "basis": "unused"}}),
+            json!({"categories": null}),
+            json!({"default": {"action": "retain", "period": "P1Y", "basis": "x", "extra": 1}}),
+            json!({"default": {"action": "retain", "period": "P1Y", "basis": 3}}),
+            json!({"regime": 1}),
             Value::Null,
         ];
         let attrs = [

@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 
-use erasure_abi::json::{read_str, skip_ws};
+pub use erasure_abi::json::{read_str, skip_ws};
+
+use erasure_abi::json::{bytes_eq, literal_at};
 
 /// Nesting deeper than this is left to serde_json (which has its own limit).
 const MAX_DEPTH: u32 = 64;
@@ -99,10 +101,22 @@ impl<'a> RecordView<'a> {
     /// The attribute `name` when it is a JSON string.
     pub fn attr_str(&self, name: &str) -> Option<Cow<'a, str>> {
         let bytes = self.attrs;
+        // Usually the one attribute: `{"name":"value"}`.
+        if let Some(at) = bytes
+            .get(2..2 + name.len())
+            .filter(|key| bytes[1] == b'"' && bytes_eq(key, name.as_bytes()))
+            .and_then(|_| literal(bytes, 2 + name.len(), b"\":"))
+        {
+            if let Some((value, end)) = read_str(bytes, at) {
+                if end + 1 == bytes.len() {
+                    return Some(value);
+                }
+            }
+        }
         let mut found = None;
         object(bytes, 0, |key, at| {
             let end = skip_value(bytes, at, 0)?;
-            if key == name {
+            if bytes_eq(key.as_bytes(), name.as_bytes()) {
                 // The last occurrence wins, as in serde_json's map.
                 found = read_str(bytes, at).map(|(text, _)| text);
             }
@@ -118,8 +132,9 @@ fn whole_str(bytes: &[u8], (start, end): (usize, usize)) -> Option<Cow<'_, str>>
 }
 
 /// Reads an object at `at`, calling `field(key, value_start)` for each member, which returns
-/// the end of the value; returns the index after the closing brace.
-fn object<'a>(
+/// the end of the value; returns the index after the closing brace. `None` when the object is
+/// malformed, a key is outside what [`read_str`] reads, or `field` returns `None`.
+pub fn object<'a>(
     bytes: &'a [u8],
     at: usize,
     mut field: impl FnMut(Cow<'a, str>, usize) -> Option<usize>,
@@ -166,8 +181,9 @@ fn array(bytes: &[u8], at: usize, mut item: impl FnMut(usize) -> Option<usize>) 
     }
 }
 
-/// The end of the JSON value at `at`, checking it is well-formed.
-fn skip_value(bytes: &[u8], at: usize, depth: u32) -> Option<usize> {
+/// The end of the JSON value at `at`, checking it is well-formed (`depth` counts the levels
+/// already entered); `None` when it is not, or is outside what this reader handles.
+pub fn skip_value(bytes: &[u8], at: usize, depth: u32) -> Option<usize> {
     if depth > MAX_DEPTH {
         return None;
     }
@@ -182,8 +198,9 @@ fn skip_value(bytes: &[u8], at: usize, depth: u32) -> Option<usize> {
     }
 }
 
-fn literal(bytes: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
-    (bytes.get(at..at + lit.len())? == lit).then_some(at + lit.len())
+/// Whether `bytes[at..]` starts with `lit`; the index after it.
+pub fn literal(bytes: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
+    literal_at(bytes, at, lit)
 }
 
 /// The end of a plain number: `-?(0|[1-9][0-9]*)` with, when `fraction` allows it, `.[0-9]+`;
@@ -245,9 +262,35 @@ fn records_end<'a>(bytes: &'a [u8], at: usize, records: &mut Vec<RecordView<'a>>
     })
 }
 
+/// A record written as the host writes it (`table`, `category`, `attrs`, `group`, in that
+/// order, no whitespace), read with fixed literals instead of key by key; `None` otherwise.
+#[inline(always)]
+fn compact_record(bytes: &[u8], at: usize) -> Option<(RecordView<'_>, usize)> {
+    let i = literal(bytes, at, b"{\"table\":")?;
+    let (table, i) = read_str(bytes, i)?;
+    let i = literal(bytes, i, b",\"category\":")?;
+    let (category, i) = read_str(bytes, i)?;
+    let start = literal(bytes, i, b",\"attrs\":")?;
+    let end = object(bytes, start, |_, value| skip_value(bytes, value, 1))?;
+    let (group, next) = match literal(bytes, end, b",\"group\":false}") {
+        Some(next) => (false, next),
+        None => (true, literal(bytes, end, b",\"group\":true}")?),
+    };
+    let record = RecordView {
+        table,
+        category,
+        attrs: &bytes[start..end],
+        group,
+    };
+    Some((record, next))
+}
+
 /// One record at `at` as [`Record`](crate::Record) reads it: `table` and `category` strings,
 /// `attrs` an object, `group` a boolean, unknown fields ignored, none repeated.
 fn record(bytes: &[u8], at: usize) -> Option<(RecordView<'_>, usize)> {
+    if let Some(found) = compact_record(bytes, at) {
+        return Some(found);
+    }
     let (mut table, mut category, mut attrs, mut group) = (None, None, None, None);
     let end = object(bytes, at, |key, v| {
         let end;
