@@ -9,8 +9,9 @@ use erasure_rules_sdk::erasure_abi::json::{bytes_eq, write_str};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use erasure_rules_sdk::erasure_abi::{civil_from_days, days_in_month, format_civil};
 use erasure_rules_sdk::view::{literal, object, read_str, skip_ws, InputView};
-use erasure_rules_sdk::{Timestamp, ABI_VERSION};
+use erasure_rules_sdk::{Period, Timestamp, ABI_VERSION};
 
 use crate::{Action, Config, Outcome, RawRule, Rule};
 
@@ -78,61 +79,98 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
             .map_or(0, |i| i + 1)
     };
 
-    // Pass 1: decide every record, keeping only what the answer needs.
-    let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(view.records().len());
+    let now_civil = Civil::of(now)?;
+
+    // Pass 1: decide every record, keeping only what the answer needs: its rule, which
+    // answer and the date.
+    let mut outcomes: Vec<(usize, Kind, [u8; 20])> = Vec::with_capacity(view.records_hint());
     // Records mostly come in runs of one category.
-    let mut last: Option<(&str, usize)> = None;
-    for record in view.records() {
-        let index = match last {
+    let mut last: Option<(Cow<'_, str>, usize)> = None;
+    // Read (and check) every record first, then decide: wasm runs these two small loops
+    // faster than one loop doing both.
+    let mut all = Vec::with_capacity(view.records_hint());
+    view.try_for_each_record(|record| {
+        all.push(record.clone());
+        Some(())
+    })?;
+    all.iter().try_for_each(|record| {
+        let index = match &last {
             Some((category, index))
                 if bytes_eq(category.as_bytes(), record.category.as_bytes()) =>
             {
-                index
+                *index
             }
             _ => {
                 let index = rule_index(&record.category);
-                last = Some((&record.category, index));
+                last = Some((record.category.clone(), index));
                 index
             }
         };
+        let rule = rules[index];
+        // The usual case, on calendar fields: a period of years and months from a UTC date.
+        let (period, from) = match rule {
+            Rule::Retain { period, from, .. }
+            | Rule::Anonymize {
+                period: Some(period),
+                from,
+                ..
+            } => (Some(period), from.as_deref()),
+            _ => (None, None),
+        };
+        if let (Some(period), Some(from)) = (period, from) {
+            let text = record.attr_str(from);
+            if let Some(end) = text.and_then(|t| end_of_utc_period(&t, period, &now_civil)) {
+                outcomes.push(match end {
+                    Some(date) => (index, Kind::Dated, date),
+                    None => (index, Kind::Erase, [0; 20]),
+                });
+                return Some(());
+            }
+        }
         let start = |attr: &str| {
             record
                 .attr_str(attr)
                 .and_then(|s| Timestamp::parse_rfc3339(&s).ok())
         };
-        outcomes.push((index, rules[index].outcome(start, now).ok()?));
-    }
+        outcomes.push(match rule.outcome(start, now).ok()? {
+            Outcome::Erase => (index, Kind::Erase, [0; 20]),
+            Outcome::Retain(until) | Outcome::Anonymize(Some(until)) => {
+                (index, Kind::Dated, until.rfc3339_bytes()?)
+            }
+            Outcome::Anonymize(None) => (index, Kind::Undated, [0; 20]),
+        });
+        Some(())
+    })?;
+
+    // Every record read, the input valid to its end: now the answer may be given.
 
     // Pass 2: the answer, into a buffer of exactly the right size.
     let answers: Vec<Answers> = rules.iter().map(|rule| Answers::new(rule)).collect();
     let erase = Answers::new(&Rule::Erase).undated;
-    let answer_len = |(index, outcome): &(usize, Outcome)| {
-        let a = &answers[*index];
-        match outcome {
-            Outcome::Erase => erase.len(),
-            Outcome::Retain(_) | Outcome::Anonymize(Some(_)) => a.dated.len(),
-            Outcome::Anonymize(None) => a.undated.len(),
-        }
+    let answer_len = |(index, kind, _): &(usize, Kind, [u8; 20])| match kind {
+        Kind::Erase => erase.len(),
+        Kind::Dated => answers[*index].dated.len(),
+        Kind::Undated => answers[*index].undated.len(),
     };
     let size =
         b"{\"decisions\":[]}".len() + outcomes.iter().map(|o| 1 + answer_len(o)).sum::<usize>();
     out.clear();
     out.reserve_exact(size);
     out.extend_from_slice(b"{\"decisions\":[");
-    for (i, (index, outcome)) in outcomes.iter().enumerate() {
+    for (i, (index, kind, date)) in outcomes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let a = &answers[*index];
-        match outcome {
-            Outcome::Erase => out.extend_from_slice(&erase),
-            Outcome::Retain(until) | Outcome::Anonymize(Some(until)) => {
+        match kind {
+            Kind::Erase => out.extend_from_slice(&erase),
+            Kind::Dated => {
                 // One copy of the whole answer, then its date.
                 let at = out.len() + a.date_at;
                 out.extend_from_slice(&a.dated);
-                out[at..at + 20].copy_from_slice(&until.rfc3339_bytes()?);
+                out[at..at + 20].copy_from_slice(date);
             }
-            Outcome::Anonymize(None) => out.extend_from_slice(&a.undated),
+            Kind::Undated => out.extend_from_slice(&a.undated),
         }
     }
     out.extend_from_slice(b"]}");
@@ -226,4 +264,156 @@ fn parse_rule(bytes: &[u8], at: usize) -> Option<(Rule, usize)> {
         basis: basis.flatten(),
     };
     Some((Rule::from_raw(raw).ok()?, end))
+}
+
+/// Which of its rule's answers a record gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Erase,
+    /// The rule's answer with a date (retain, or anonymize until).
+    Dated,
+    /// Anonymize, kept indefinitely.
+    Undated,
+}
+
+/// A UTC date and time as calendar fields, ordered like the instants they name.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Civil {
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+}
+
+impl Civil {
+    fn of(t: Timestamp) -> Option<Civil> {
+        let secs = t.unix_seconds();
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let time = secs.rem_euclid(86_400) as u32;
+        Some(Civil {
+            year: u32::try_from(year).ok().filter(|y| *y <= 9999)?,
+            month,
+            day,
+            hour: time / 3600,
+            minute: time / 60 % 60,
+            second: time % 60,
+        })
+    }
+}
+
+/// `Rule::outcome`'s answer for a start date written in UTC (`YYYY-MM-DDTHH:MM:SS`, an
+/// optional fraction, then `Z` or `±00:00`) and a period of whole years and months, computed
+/// on the calendar fields: `Some(Some(end))` when the period ends after `now`, `Some(None)`
+/// when it is over. `None` for every other case (another form or offset, a leap second, days
+/// in the period, an end past 9999), which `Rule::outcome` then handles. Within its cases
+/// it is the same arithmetic as `Timestamp::add_period`: the date is the UTC date, the time
+/// of day is kept, the day is clamped to the end of the target month.
+fn end_of_utc_period(text: &str, period: &Period, now: &Civil) -> Option<Option<[u8; 20]>> {
+    let b = text.as_bytes();
+    if period.days != 0 || b.len() < 20 || b.len() > 64 {
+        return None;
+    }
+    let digits = |from: usize, len: usize| -> Option<u32> {
+        b[from..from + len].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let start = Civil {
+        year: digits(0, 4)?,
+        month: digits(5, 2)?,
+        day: digits(8, 2)?,
+        hour: digits(11, 2)?,
+        minute: digits(14, 2)?,
+        second: digits(17, 2)?,
+    };
+    let mut i = 19;
+    if b[i] == b'.' {
+        let fraction = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if fraction == 0 {
+            return None;
+        }
+        i += 1 + fraction;
+    }
+    match &b[i..] {
+        b"Z" | b"+00:00" | b"-00:00" => {}
+        _ => return None,
+    }
+    if !(1..=12).contains(&start.month)
+        || start.day == 0
+        || start.day > days_in_month(i64::from(start.year), start.month)
+        || start.hour > 23
+        || start.minute > 59
+        || start.second > 59
+    {
+        return None;
+    }
+    let months = u64::from(start.year) * 12
+        + u64::from(start.month - 1)
+        + u64::from(period.years) * 12
+        + u64::from(period.months);
+    let year = u32::try_from(months / 12).ok().filter(|y| *y <= 9999)?;
+    let month = (months % 12) as u32 + 1;
+    let end = Civil {
+        year,
+        month,
+        day: start.day.min(days_in_month(i64::from(year), month)),
+        ..start
+    };
+    Some((end > *now).then(|| {
+        format_civil(
+            end.year, end.month, end.day, end.hour, end.minute, end.second,
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calendar shortcut agrees with `Timestamp` arithmetic wherever it answers.
+    #[test]
+    fn utc_period_end_matches_timestamp_arithmetic() {
+        let now = Timestamp::parse_rfc3339("2025-06-01T12:00:00Z").unwrap();
+        let now_civil = Civil::of(now).unwrap();
+        let periods = [
+            "P1Y", "P7Y", "P12M", "P13M", "P1Y11M", "P0Y", "P10D", "P8000Y",
+        ];
+        let mut answered = 0;
+        // Every 3rd day from 1995 to 2026, at a few times of day, in several spellings.
+        for day in (days_from(1995)..days_from(2026)).step_by(3) {
+            for secs in [0, 1, 43_199, 43_200, 43_201, 86_399] {
+                let t = Timestamp::from_unix_seconds(day * 86_400 + secs);
+                let canonical = t.to_rfc3339();
+                let base = &canonical[..19];
+                for text in [
+                    canonical.clone(),
+                    format!("{base}.123456+00:00"),
+                    format!("{base}-00:00"),
+                    format!("{base}+01:00"),
+                ] {
+                    for p in periods {
+                        let period = Period::parse(p).unwrap();
+                        let expected = t
+                            .add_period(&period)
+                            .ok()
+                            .map(|end| (end > now).then(|| end.rfc3339_bytes().unwrap()));
+                        if let Some(got) = end_of_utc_period(&text, &period, &now_civil) {
+                            answered += 1;
+                            assert_eq!(Some(got), expected, "{text} {p}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(answered > 100_000, "{answered}");
+    }
+
+    fn days_from(year: i64) -> i64 {
+        erasure_rules_sdk::erasure_abi::days_from_civil(year, 1, 1)
+    }
 }

@@ -505,6 +505,8 @@ mod tests {
             config(),
             json!({"default": {"action": "retain", "period": "P1Y2M3D", "basis": "quote \" tab \t § ✓"}}),
             json!({"default": {"action": "anonymize", "period": "P10D"}, "categories": {"x": {"action": "erase"}}}),
+            json!({"default": {"action": "anonymize", "period": "P1Y1M", "from": "at"},
+                   "categories": {"invoice": {"action": "retain", "period": "P13M", "from": "issued_at", "basis": "b"}}}),
             json!({"default": {"action": "retain", "period": "P9000Y", "basis": "x"}}),
             json!({"categories": {"invoice": {"action": "keep"}}}),
             serde_json::from_str(include_str!("../../../policies/retention/eu-gdpr.json")).unwrap(),
@@ -526,6 +528,12 @@ mod tests {
             json!({"at": "2024-02-29T23:59:60Z", "issued_at": null}),
             json!({"issued_at": "yesterday", "other": [1, {"a": 2.5}]}),
             json!({}),
+            json!({"issued_at": "2024-02-29T10:00:00Z", "at": "2024-03-31T23:59:59.5Z"}),
+            json!({"issued_at": "0000-02-29T00:00:00-00:00", "at": "2025-06-01T12:00:00Z"}),
+            json!({"issued_at": "9995-01-01T00:00:00Z", "at": "2024-06-01T12:00:01+00:00"}),
+            json!({"issued_at": "2024-13-01T00:00:00Z", "at": "2024-06-31T00:00:00Z"}),
+            json!({"issued_at": "2024-01-15t09:30:00z", "at": "2024-01-15 09:30:00Z"}),
+            json!({"issued_at": "2024-01-15T09:30:00.Z", "at": "2024-01-15T24:00:00Z"}),
         ];
         let categories = ["invoice", "audit", "stats", "x", "contact", "unïcode"];
         let mut fast_answers = 0;
@@ -538,13 +546,15 @@ mod tests {
                     })
                     .collect();
                 for now in [NOW, "2025-06-01T12:00:00+02:00", "now"] {
-                    let input = serde_json::to_vec(&json!({
+                    // Written as the host writes it (struct order, records last).
+                    let value = json!({
                         "abi": 1, "slot": "retention", "now": now, "config": config,
                         "request": {"subject_kind": "contact", "org_id": null, "source": "api", "request_id": 3},
                         "holds": [{"id": 1, "case": "C", "categories": ["invoice"]}],
                         "records": records,
-                    }))
-                    .unwrap();
+                    });
+                    let typed: EvalInput = serde_json::from_value(value).unwrap();
+                    let input = serde_json::to_vec(&typed).unwrap();
                     let slow = erasure_rules_sdk::run_json(&input, evaluate);
                     let mut fast = Vec::new();
                     if fast::evaluate_json(&input, &mut fast) {

@@ -19,7 +19,7 @@ const MAX_DEPTH: u32 = 64;
 
 /// The top-level fields of the input, borrowed. `config`, `request` and `holds` are the raw
 /// JSON text of their values (checked to be well-formed, and `holds` to have the types
-/// [`Hold`](crate::Hold) requires); the records are [`InputView::records`].
+/// [`Hold`](crate::Hold) requires); the records are read by [`InputView::records`].
 #[derive(Debug, Clone)]
 pub struct InputView<'a> {
     pub abi: i32,
@@ -28,7 +28,9 @@ pub struct InputView<'a> {
     pub config: &'a str,
     pub request: &'a str,
     pub holds: &'a str,
-    records: Vec<RecordView<'a>>,
+    bytes: &'a [u8],
+    /// Where the value of `records` starts.
+    records_at: usize,
 }
 
 /// One record, borrowed from the input.
@@ -39,44 +41,49 @@ pub struct RecordView<'a> {
     /// Raw JSON of the `attrs` object (`{}` when absent).
     attrs: &'a [u8],
     pub group: bool,
+    /// The attribute, when `attrs` holds exactly one and it is a string.
+    single: Option<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 impl<'a> InputView<'a> {
-    /// Reads the top level and checks every part of it (the records included); `None` when
-    /// the input is outside the subset this reader handles.
+    /// Reads the top level and checks every part of it up to `records`, which must come last
+    /// (the host writes it last); the records are read and checked by [`records`](Self::records).
+    /// `None` when the input is outside the subset this reader handles.
     pub fn parse(bytes: &'a [u8]) -> Option<InputView<'a>> {
-        let mut fields: [Option<(usize, usize)>; 7] = [None; 7];
-        let mut records = Vec::new();
-        const NAMES: [&str; 7] = [
-            "abi", "slot", "now", "config", "request", "holds", "records",
-        ];
-        let end = object(bytes, skip_ws(bytes, 0), |key, at| {
+        const NAMES: [&str; 6] = ["abi", "slot", "now", "config", "request", "holds"];
+        let mut fields: [Option<(usize, usize)>; 6] = [None; 6];
+        let mut i = skip_ws(bytes, literal(bytes, skip_ws(bytes, 0), b"{")?);
+        let records_at = loop {
+            let (key, next) = read_str(bytes, i)?;
+            i = skip_ws(bytes, literal(bytes, skip_ws(bytes, next), b":")?);
+            if key == "records" {
+                break i;
+            }
             let slot = NAMES.iter().position(|n| *n == key);
             let end = match slot {
-                Some(6) => {
-                    records.clear();
-                    records_end(bytes, at, &mut records)?
-                }
-                Some(5) => holds_end(bytes, at)?,
-                _ => skip_value(bytes, at, 0)?,
+                Some(5) => holds_end(bytes, i)?,
+                _ => skip_value(bytes, i, 0)?,
             };
             if let Some(slot) = slot {
-                if fields[slot].replace((at, end)).is_some() {
+                if fields[slot].replace((i, end)).is_some() {
                     return None; // duplicate field: serde refuses it
                 }
             }
-            Some(end)
-        })?;
-        if skip_ws(bytes, end) != bytes.len() {
-            return None;
-        }
-        let [Some(abi), Some(slot), Some(now), Some(config), Some(request), Some(holds), Some(_)] =
-            fields
+            i = skip_ws(bytes, literal(bytes, skip_ws(bytes, end), b",")?);
+        };
+        let [Some(abi), Some(slot), Some(now), Some(config), Some(request), Some(holds)] = fields
         else {
             return None;
         };
-        let text = |(s, e): (usize, usize)| std::str::from_utf8(&bytes[s..e]).ok();
-        let abi = text(abi)?;
+        let text = |(s, e): (usize, usize)| {
+            let raw = &bytes[s..e];
+            // Checked JSON: its strings were checked as UTF-8 and everything else is ASCII.
+            debug_assert!(std::str::from_utf8(raw).is_ok());
+            // SAFETY: as above; wasm guests would otherwise check the configuration's bytes
+            // a second time on every call.
+            unsafe { std::str::from_utf8_unchecked(raw) }
+        };
+        let abi = text(abi);
         if !abi.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
             return None;
         }
@@ -84,22 +91,149 @@ impl<'a> InputView<'a> {
             abi: abi.parse().ok()?,
             slot: whole_str(bytes, slot)?,
             now: whole_str(bytes, now)?,
-            config: text(config)?,
-            request: text(request)?,
-            holds: text(holds)?,
-            records,
+            config: text(config),
+            request: text(request),
+            holds: text(holds),
+            bytes,
+            records_at,
         })
     }
 
-    /// The records, in order.
-    pub fn records(&self) -> &[RecordView<'a>] {
-        &self.records
+    /// The records, in order, read and checked as they are iterated. The input is only
+    /// known to be valid once [`Records::finish`] says so: decide while iterating, but
+    /// answer only after it.
+    pub fn records(&self) -> Records<'a> {
+        Records {
+            bytes: self.bytes,
+            at: self.records_at,
+            started: false,
+            done: false,
+            failed: false,
+            memo: None,
+        }
+    }
+
+    /// Reads every record in order, calling `decide` on each, then checks the rest of the
+    /// input: `Some(())` when every record was read, `decide` never returned `None`, and the
+    /// input is valid to its end. The same as iterating [`records`](Self::records) and
+    /// calling [`Records::finish`], in one loop the compiler can inline.
+    pub fn try_for_each_record(
+        &self,
+        mut decide: impl FnMut(&RecordView<'a>) -> Option<()>,
+    ) -> Option<()> {
+        let bytes = self.bytes;
+        let mut memo = None;
+        let mut i = skip_ws(bytes, literal(bytes, self.records_at, b"[")?);
+        if bytes.get(i) == Some(&b']') {
+            i += 1;
+        } else {
+            loop {
+                let (record, end) = match compact_record(bytes, i, &mut memo) {
+                    Some(found) => found,
+                    None => record(bytes, i)?,
+                };
+                decide(&record)?;
+                i = skip_ws(bytes, end);
+                match bytes.get(i)? {
+                    b',' => i = skip_ws(bytes, i + 1),
+                    b']' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let end = literal(bytes, skip_ws(bytes, i), b"}")?;
+        (skip_ws(bytes, end) == bytes.len()).then_some(())
+    }
+
+    /// A guess at the number of records, for sizing buffers.
+    pub fn records_hint(&self) -> usize {
+        (self.bytes.len() - self.records_at) / 64
+    }
+}
+
+/// Iterator over the records of an [`InputView`]; see [`InputView::records`].
+pub struct Records<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    started: bool,
+    done: bool,
+    failed: bool,
+    memo: Option<Prefix<'a>>,
+}
+
+impl<'a> Records<'a> {
+    /// Reads any records not iterated yet and checks the rest of the input; `Some(())` when
+    /// every record was read and the input is valid to its end.
+    pub fn finish(mut self) -> Option<()> {
+        while self.next().is_some() {}
+        if self.failed {
+            return None;
+        }
+        let end = literal(self.bytes, skip_ws(self.bytes, self.at), b"}")?;
+        (skip_ws(self.bytes, end) == self.bytes.len()).then_some(())
+    }
+
+    fn fail(&mut self) -> Option<RecordView<'a>> {
+        self.failed = true;
+        None
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = RecordView<'a>;
+
+    fn next(&mut self) -> Option<RecordView<'a>> {
+        if self.done || self.failed {
+            return None;
+        }
+        let bytes = self.bytes;
+        let mut i = self.at;
+        if !self.started {
+            self.started = true;
+            let Some(open) = literal(bytes, i, b"[") else {
+                return self.fail();
+            };
+            i = skip_ws(bytes, open);
+            if bytes.get(i) == Some(&b']') {
+                self.done = true;
+                self.at = i + 1;
+                return None;
+            }
+        } else {
+            i = skip_ws(bytes, i);
+            match bytes.get(i) {
+                Some(b',') => i = skip_ws(bytes, i + 1),
+                Some(b']') => {
+                    self.done = true;
+                    self.at = i + 1;
+                    return None;
+                }
+                _ => return self.fail(),
+            }
+        }
+        let found = match compact_record(bytes, i, &mut self.memo) {
+            Some(found) => Some(found),
+            None => record(bytes, i),
+        };
+        match found {
+            Some((record, end)) => {
+                self.at = end;
+                Some(record)
+            }
+            None => self.fail(),
+        }
     }
 }
 
 impl<'a> RecordView<'a> {
     /// The attribute `name` when it is a JSON string.
     pub fn attr_str(&self, name: &str) -> Option<Cow<'a, str>> {
+        if let Some((key, value)) = &self.single {
+            return bytes_eq(key.as_bytes(), name.as_bytes()).then(|| value.clone());
+        }
         let bytes = self.attrs;
         // Usually the one attribute: `{"name":"value"}`.
         if let Some(at) = bytes
@@ -253,44 +387,99 @@ fn holds_end(bytes: &[u8], at: usize) -> Option<usize> {
     })
 }
 
-/// The end of the `records` array, every record read by [`record`] into `records`.
-fn records_end<'a>(bytes: &'a [u8], at: usize, records: &mut Vec<RecordView<'a>>) -> Option<usize> {
-    array(bytes, at, |start| {
-        let (record, end) = record(bytes, start)?;
-        records.push(record);
-        Some(end)
-    })
+/// The previous compact record with one string attribute: where its bytes up to that
+/// attribute's value start and end, and what they said. A record whose first bytes are the
+/// same says the same (same table, category and attribute name), so only its value is read.
+struct Prefix<'a> {
+    start: usize,
+    len: usize,
+    /// Where `attrs`' opening brace is, from the start.
+    attrs_offset: usize,
+    table: Cow<'a, str>,
+    category: Cow<'a, str>,
+    key: Cow<'a, str>,
 }
 
 /// A record written as the host writes it (`table`, `category`, `attrs`, `group`, in that
 /// order, no whitespace), read with fixed literals instead of key by key; `None` otherwise.
 #[inline(always)]
-fn compact_record(bytes: &[u8], at: usize) -> Option<(RecordView<'_>, usize)> {
+fn compact_record<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    memo: &mut Option<Prefix<'a>>,
+) -> Option<(RecordView<'a>, usize)> {
+    if let Some(prefix) = memo.as_ref() {
+        let same = bytes
+            .get(at..at + prefix.len)
+            .is_some_and(|head| bytes_eq(head, &bytes[prefix.start..prefix.start + prefix.len]));
+        if same {
+            let value_at = at + prefix.len;
+            let (value, i) = read_str(bytes, value_at)?;
+            let end = literal(bytes, i, b"}")?;
+            let (group, next) = group_end(bytes, end)?;
+            let attrs_start = at + prefix.attrs_offset;
+            let record = RecordView {
+                table: prefix.table.clone(),
+                category: prefix.category.clone(),
+                attrs: &bytes[attrs_start..end],
+                group,
+                single: Some((prefix.key.clone(), value)),
+            };
+            return Some((record, next));
+        }
+    }
     let i = literal(bytes, at, b"{\"table\":")?;
     let (table, i) = read_str(bytes, i)?;
     let i = literal(bytes, i, b",\"category\":")?;
     let (category, i) = read_str(bytes, i)?;
     let start = literal(bytes, i, b",\"attrs\":")?;
-    let end = object(bytes, start, |_, value| skip_value(bytes, value, 1))?;
-    let (group, next) = match literal(bytes, end, b",\"group\":false}") {
-        Some(next) => (false, next),
-        None => (true, literal(bytes, end, b",\"group\":true}")?),
+    // One string attribute, read once; anything else through `object`.
+    let single = literal(bytes, start, b"{").and_then(|i| {
+        let (key, i) = read_str(bytes, i)?;
+        let value_at = literal(bytes, i, b":")?;
+        let (value, i) = read_str(bytes, value_at)?;
+        Some((key, value_at, value, literal(bytes, i, b"}")?))
+    });
+    let (end, single) = match single {
+        Some((key, value_at, value, end)) => {
+            *memo = Some(Prefix {
+                start: at,
+                len: value_at - at,
+                attrs_offset: start - at,
+                table: table.clone(),
+                category: category.clone(),
+                key: key.clone(),
+            });
+            (end, Some((key, value)))
+        }
+        None => (
+            object(bytes, start, |_, value| skip_value(bytes, value, 1))?,
+            None,
+        ),
     };
+    let (group, next) = group_end(bytes, end)?;
     let record = RecordView {
         table,
         category,
         attrs: &bytes[start..end],
         group,
+        single,
     };
     Some((record, next))
+}
+
+/// `,"group":false}` or `,"group":true}` at `at`: the flag and the index after it.
+#[inline(always)]
+fn group_end(bytes: &[u8], at: usize) -> Option<(bool, usize)> {
+    match literal(bytes, at, b",\"group\":false}") {
+        Some(next) => Some((false, next)),
+        None => Some((true, literal(bytes, at, b",\"group\":true}")?)),
+    }
 }
 
 /// One record at `at` as [`Record`](crate::Record) reads it: `table` and `category` strings,
 /// `attrs` an object, `group` a boolean, unknown fields ignored, none repeated.
 fn record(bytes: &[u8], at: usize) -> Option<(RecordView<'_>, usize)> {
-    if let Some(found) = compact_record(bytes, at) {
-        return Some(found);
-    }
     let (mut table, mut category, mut attrs, mut group) = (None, None, None, None);
     let end = object(bytes, at, |key, v| {
         let end;
@@ -326,6 +515,7 @@ fn record(bytes: &[u8], at: usize) -> Option<(RecordView<'_>, usize)> {
         category: category?,
         attrs: attrs.unwrap_or(b"{}"),
         group: group.unwrap_or(false),
+        single: None,
     };
     Some((record, end))
 }
@@ -337,32 +527,118 @@ mod tests {
     use serde_json::json;
 
     /// abi, slot, now and each record's table, category and group.
-    type Reading = (i32, String, String, Vec<(String, String, bool)>);
+    type Reading = (
+        i32,
+        String,
+        String,
+        Vec<(String, String, bool, Option<String>)>,
+    );
 
     /// What serde reads, in the view's terms, for comparison.
+    /// `value` as JSON with the top-level fields in the host's order (records last) and,
+    /// with `host_records`, each record's fields too (serde_json's map sorts them).
+    fn host_order(value: &serde_json::Value, host_records: bool, pretty: bool) -> String {
+        let write = |v: &serde_json::Value| {
+            if pretty {
+                serde_json::to_string_pretty(v).unwrap()
+            } else {
+                serde_json::to_string(v).unwrap()
+            }
+        };
+        let mut fields: Vec<String> = ["abi", "slot", "now", "config", "request", "holds"]
+            .iter()
+            .filter_map(|k| value.get(*k).map(|v| format!("\"{k}\":{}", write(v))))
+            .collect();
+        let records = value["records"].as_array().unwrap();
+        let records: Vec<String> = records
+            .iter()
+            .map(|r| {
+                if !host_records {
+                    return write(r);
+                }
+                let parts: Vec<String> = ["table", "category", "attrs", "group"]
+                    .iter()
+                    .filter_map(|k| r.get(*k).map(|v| format!("\"{k}\":{}", write(v))))
+                    .collect();
+                format!("{{{}}}", parts.join(","))
+            })
+            .collect();
+        fields.push(format!("\"records\":[{}]", records.join(",")));
+        format!("{{{}}}", fields.join(if pretty { ",\n" } else { "," }))
+    }
+
     fn via_serde(bytes: &[u8]) -> Option<Reading> {
         let input: EvalInput = serde_json::from_slice(bytes).ok()?;
         let records = input
             .records
             .iter()
-            .map(|r| (r.table.clone(), r.category.clone(), r.group))
+            .map(|r| {
+                let at = r
+                    .attrs
+                    .get("at")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+                (r.table.clone(), r.category.clone(), r.group, at)
+            })
             .collect();
         Some((input.abi, input.slot, input.now, records))
     }
 
     fn via_view(bytes: &[u8]) -> Option<Reading> {
         let view = InputView::parse(bytes)?;
-        let records = view
-            .records()
-            .iter()
-            .map(|r| (r.table.to_string(), r.category.to_string(), r.group))
+        let mut iter = view.records();
+        let records = iter
+            .by_ref()
+            .map(|r| {
+                let at = r.attr_str("at").map(|v| v.to_string());
+                (r.table.to_string(), r.category.to_string(), r.group, at)
+            })
             .collect();
+        let finished = iter.finish();
+        // The callback form reads the same.
+        let mut again = Vec::new();
+        let callback = view.try_for_each_record(|r| {
+            let at = r.attr_str("at").map(|v| v.to_string());
+            again.push((r.table.to_string(), r.category.to_string(), r.group, at));
+            Some(())
+        });
+        assert_eq!(callback, finished);
+        finished?;
+        assert_eq!(again, records);
         Some((
             view.abi,
             view.slot.to_string(),
             view.now.to_string(),
             records,
         ))
+    }
+
+    #[test]
+    fn repeated_records_are_read_like_the_first() {
+        let records = json!([
+            {"table": "invoices", "category": "invoice", "attrs": {"at": "2024-01-01T00:00:00Z"}, "group": false},
+            {"table": "invoices", "category": "invoice", "attrs": {"at": "2024-01-02T00:00:00Z"}, "group": true},
+            {"table": "invoices", "category": "invoice", "attrs": {"at": "x\"y"}, "group": false},
+            {"table": "invoices", "category": "invoice", "attrs": {"at": null}, "group": false},
+            {"table": "invoices", "category": "invoice", "attrs": {"at": "é"}, "group": false},
+            {"table": "invoices", "category": "invoice", "attrs": {"at": "a", "b": 1}, "group": false},
+            {"table": "invoices", "category": "invoice", "attrs": {"at": "c"}, "group": false},
+            {"table": "invoices", "category": "invoices", "attrs": {"at": "d"}, "group": false},
+            {"table": "invoices", "category": "invoices", "attrs": {"at": "e"}},
+            {"table": "invoices", "category": "invoices", "attrs": {"at": "f"}, "group": false},
+            {"table": "invoices", "category": "invoices", "attrs": {"at": "g"}, "group": 1},
+        ]);
+        for n in 1..=records.as_array().unwrap().len() {
+            let mut input = json!({"abi": 1, "slot": "s", "now": "n", "config": {}, "request": {},
+                                   "holds": [], "records": records});
+            input["records"].as_array_mut().unwrap().truncate(n);
+            let text = host_order(&input, true, false).into_bytes();
+            let expected = via_serde(&text);
+            match via_view(&text) {
+                Some(view) => assert_eq!(Some(view), expected, "{n}"),
+                None => assert!(n == records.as_array().unwrap().len() && expected.is_none()),
+            }
+        }
     }
 
     #[test]
@@ -379,14 +655,15 @@ mod tests {
                 {"category": "c", "table": "t", "extra": [1]}
             ]
         });
-        let text = serde_json::to_string(&base).unwrap();
-        let pretty = serde_json::to_string_pretty(&base).unwrap();
-        for good in [&text, &pretty] {
+        let text = host_order(&base, false, false);
+        let pretty = host_order(&base, false, true);
+        let host = host_order(&base, true, false);
+        for good in [&text, &pretty, &host] {
             let view = via_view(good.as_bytes()).expect("the view reads it");
             assert_eq!(Some(view), via_serde(good.as_bytes()));
         }
         let view = InputView::parse(text.as_bytes()).unwrap();
-        let first = &view.records()[0];
+        let first = view.records().next().unwrap();
         assert_eq!(
             first.attr_str("issued_at").as_deref(),
             Some("2024-01-15T00:00:00Z")
