@@ -236,6 +236,7 @@ impl FromStr for Timestamp {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of calendar fields (year 0..=9999, the others in range).
+#[inline(always)]
 pub fn format_civil(
     year: u32,
     month: u32,

@@ -90,7 +90,7 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
     // faster than one loop doing both.
     let mut all = Vec::with_capacity(view.records_hint());
     view.try_for_each_record(|record| {
-        all.push(record.clone());
+        all.push(record);
         Some(())
     })?;
     all.iter().try_for_each(|record| {
@@ -276,8 +276,8 @@ enum Kind {
     Undated,
 }
 
-/// A UTC date and time as calendar fields, ordered like the instants they name.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A UTC date and time as calendar fields.
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Civil {
     year: u32,
     month: u32,
@@ -288,6 +288,14 @@ struct Civil {
 }
 
 impl Civil {
+    /// A number ordered like the instants the fields name (fields in range).
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        let date = (u64::from(self.year) * 16 + u64::from(self.month)) * 32 + u64::from(self.day);
+        ((date * 32 + u64::from(self.hour)) * 64 + u64::from(self.minute)) * 64
+            + u64::from(self.second)
+    }
+
     fn of(t: Timestamp) -> Option<Civil> {
         let secs = t.unix_seconds();
         let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
@@ -315,11 +323,7 @@ fn end_of_utc_period(text: &str, period: &Period, now: &Civil) -> Option<Option<
     if period.days != 0 || b.len() < 20 || b.len() > 64 {
         return None;
     }
-    let digits = |from: usize, len: usize| -> Option<u32> {
-        b[from..from + len].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
+    let digits = |from: usize, len: usize| digits(b, from, len);
     if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
@@ -364,11 +368,24 @@ fn end_of_utc_period(text: &str, period: &Period, now: &Civil) -> Option<Option<
         day: start.day.min(days_in_month(i64::from(year), month)),
         ..start
     };
-    Some((end > *now).then(|| {
+    Some((end.key() > now.key()).then(|| {
         format_civil(
             end.year, end.month, end.day, end.hour, end.minute, end.second,
         )
     }))
+}
+
+/// The decimal number of `len` ASCII digits at `from`; `None` if any is not a digit.
+#[inline(always)]
+fn digits(b: &[u8], from: usize, len: usize) -> Option<u32> {
+    let mut value = 0;
+    for &c in &b[from..from + len] {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(c - b'0');
+    }
+    Some(value)
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ impl<'a> InputView<'a> {
     /// calling [`Records::finish`], in one loop the compiler can inline.
     pub fn try_for_each_record(
         &self,
-        mut decide: impl FnMut(&RecordView<'a>) -> Option<()>,
+        mut decide: impl FnMut(RecordView<'a>) -> Option<()>,
     ) -> Option<()> {
         let bytes = self.bytes;
         let mut memo = None;
@@ -132,7 +132,7 @@ impl<'a> InputView<'a> {
                     Some(found) => found,
                     None => record(bytes, i)?,
                 };
-                decide(&record)?;
+                decide(record)?;
                 i = skip_ws(bytes, end);
                 match bytes.get(i)? {
                     b',' => i = skip_ws(bytes, i + 1),
@@ -230,9 +230,10 @@ impl<'a> Iterator for Records<'a> {
 
 impl<'a> RecordView<'a> {
     /// The attribute `name` when it is a JSON string.
+    #[inline]
     pub fn attr_str(&self, name: &str) -> Option<Cow<'a, str>> {
         if let Some((key, value)) = &self.single {
-            return bytes_eq(key.as_bytes(), name.as_bytes()).then(|| value.clone());
+            return bytes_eq(key.as_bytes(), name.as_bytes()).then(|| copy(value));
         }
         let bytes = self.attrs;
         // Usually the one attribute: `{"name":"value"}`.
@@ -333,6 +334,7 @@ pub fn skip_value(bytes: &[u8], at: usize, depth: u32) -> Option<usize> {
 }
 
 /// Whether `bytes[at..]` starts with `lit`; the index after it.
+#[inline(always)]
 pub fn literal(bytes: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
     literal_at(bytes, at, lit)
 }
@@ -419,11 +421,11 @@ fn compact_record<'a>(
             let (group, next) = group_end(bytes, end)?;
             let attrs_start = at + prefix.attrs_offset;
             let record = RecordView {
-                table: prefix.table.clone(),
-                category: prefix.category.clone(),
+                table: copy(&prefix.table),
+                category: copy(&prefix.category),
                 attrs: &bytes[attrs_start..end],
                 group,
-                single: Some((prefix.key.clone(), value)),
+                single: Some((copy(&prefix.key), value)),
             };
             return Some((record, next));
         }
@@ -466,6 +468,16 @@ fn compact_record<'a>(
         single,
     };
     Some((record, next))
+}
+
+/// `text.clone()`, inlined (a borrowed text is the usual case and costs a copy of the
+/// reference; wasm guests pay for every call).
+#[inline(always)]
+fn copy<'a>(text: &Cow<'a, str>) -> Cow<'a, str> {
+    match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s),
+        Cow::Owned(s) => Cow::Owned(s.clone()),
+    }
 }
 
 /// `,"group":false}` or `,"group":true}` at `at`: the flag and the index after it.
