@@ -260,12 +260,41 @@ fn canonicalise_until(until: &mut String) -> Result<(), AbiError> {
     let b = until.as_bytes();
     // `YYYY-MM-DDTHH:MM:SSZ` with seconds below 60 prints back unchanged once it parses
     // (a leap second :60 rolls over into the next minute, so it is rewritten).
-    let canonical_shape = b.len() == 20 && b[10] == b'T' && b[19] == b'Z' && b[17] < b'6';
-    if canonical_shape && Timestamp::parse_rfc3339(until).is_ok() {
-        return Ok(());
+    if let Ok(b) = <&[u8; 20]>::try_from(b) {
+        if is_valid_canonical(b) {
+            return Ok(());
+        }
     }
     *until = canonical_until(until)?;
     Ok(())
+}
+
+/// Whether `b` is `YYYY-MM-DDTHH:MM:SSZ` naming a real date and time (seconds below 60):
+/// exactly the texts [`Timestamp::parse_rfc3339`] accepts and `to_rfc3339` prints unchanged.
+#[inline]
+fn is_valid_canonical(b: &[u8; 20]) -> bool {
+    let digit = |i: usize| b[i].wrapping_sub(b'0');
+    let two = |i: usize| u32::from(digit(i)) * 10 + u32::from(digit(i + 1));
+    let digits_ok = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .all(|&i| digit(i) <= 9);
+    let shape_ok = b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z';
+    if !(digits_ok && shape_ok) {
+        return false;
+    }
+    let year = i64::from(two(0) * 100 + two(2));
+    let (month, day) = (two(5), two(8));
+    (1..=12).contains(&month)
+        && day >= 1
+        && day <= days_in_month(year, month)
+        && two(11) <= 23
+        && two(14) <= 59
+        && two(17) <= 59
 }
 
 fn canonical_until(until: &str) -> Result<String, AbiError> {
@@ -701,6 +730,37 @@ mod tests {
             encode_output(&EvalOutput::Error("no".into())),
             br#"{"error":"no"}"#
         );
+    }
+
+    #[test]
+    fn canonical_check_matches_parse_and_print() {
+        // Every month and day number, edge times, and malformed variants.
+        let mut texts = Vec::new();
+        for year in ["0000", "1900", "2000", "2023", "2024", "9999"] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    for time in ["00:00:00", "23:59:59", "23:59:60", "24:00:00", "12:60:00"] {
+                        texts.push(format!("{year}-{month:02}-{day:02}T{time}Z"));
+                    }
+                }
+            }
+        }
+        texts.extend(
+            [
+                "2024-01-15t00:00:00Z",
+                "2024-01-15T00:00:00z",
+                "2024-01-15 00:00:00Z",
+                "2024/01/15T00:00:00Z",
+                "2024-01-15T00:00:0aZ",
+                "20x4-01-15T00:00:00Z",
+            ]
+            .map(String::from),
+        );
+        for text in texts {
+            let bytes: &[u8; 20] = text.as_bytes().try_into().unwrap();
+            let unchanged = Timestamp::parse_rfc3339(&text).is_ok_and(|t| t.to_rfc3339() == text);
+            assert_eq!(is_valid_canonical(bytes), unchanged, "{text}");
+        }
     }
 
     #[test]
