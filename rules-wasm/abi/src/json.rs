@@ -153,27 +153,31 @@ fn read_escaped(bytes: &[u8], start: usize) -> Option<(std::borrow::Cow<'_, str>
     Some((std::borrow::Cow::Owned(text), i + 1))
 }
 
-/// `a == b`, eight bytes at a time. On wasm32 a slice comparison calls a byte-by-byte
-/// `memcmp`; this keeps short comparisons (keys, literals, categories) to a few loads.
+/// `a == b`, eight bytes at a time (the last word overlapping the one before). On wasm32 a
+/// slice comparison calls a byte-by-byte `memcmp`; this keeps short comparisons (keys,
+/// literals, categories) to a few loads.
 #[inline(always)]
 pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let mut a_words = a.chunks_exact(8);
-    let mut b_words = b.chunks_exact(8);
-    for (x, y) in (&mut a_words).zip(&mut b_words) {
-        if u64::from_le_bytes(x.try_into().expect("8 bytes"))
-            != u64::from_le_bytes(y.try_into().expect("8 bytes"))
-        {
-            return false;
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 <= n {
+            if word(a, at) != word(b, at) {
+                return false;
+            }
+            at += 8;
         }
+        return word(a, n - 8) == word(b, n - 8);
     }
-    a_words
-        .remainder()
-        .iter()
-        .zip(b_words.remainder())
-        .all(|(x, y)| x == y)
+    if n >= 4 {
+        return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Whether `bytes[at..]` starts with `lit`; the index after it.
@@ -195,6 +199,20 @@ pub fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_eq_is_slice_equality() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(bytes_eq(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x40;
+                assert!(!bytes_eq(&a, &b), "{n} {i}");
+            }
+            assert!(!bytes_eq(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
 
     #[test]
     fn plain_run_end_finds_the_first_special_byte() {

@@ -145,12 +145,21 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
     // Every record read, the input valid to its end: now the answer may be given.
 
     // Pass 2: the answer, into a buffer of exactly the right size.
-    let answers: Vec<Answers> = rules.iter().map(|rule| Answers::new(rule)).collect();
+    // Only the rules some record uses (a call usually touches one or two).
+    let mut used = vec![false; rules.len()];
+    for (index, kind, _) in &outcomes {
+        used[*index] |= *kind != Kind::Erase;
+    }
+    let answers: Vec<Option<Answers>> = rules
+        .iter()
+        .zip(&used)
+        .map(|(rule, used)| used.then(|| Answers::new(rule)))
+        .collect();
     let erase = Answers::new(&Rule::Erase).undated;
     let answer_len = |(index, kind, _): &(usize, Kind, [u8; 20])| match kind {
         Kind::Erase => erase.len(),
-        Kind::Dated => answers[*index].dated.len(),
-        Kind::Undated => answers[*index].undated.len(),
+        Kind::Dated => answers[*index].as_ref().map_or(0, |a| a.dated.len()),
+        Kind::Undated => answers[*index].as_ref().map_or(0, |a| a.undated.len()),
     };
     let size =
         b"{\"decisions\":[]}".len() + outcomes.iter().map(|o| 1 + answer_len(o)).sum::<usize>();
@@ -161,16 +170,16 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
         if i > 0 {
             out.push(b',');
         }
-        let a = &answers[*index];
         match kind {
             Kind::Erase => out.extend_from_slice(&erase),
             Kind::Dated => {
+                let a = answers[*index].as_ref()?;
                 // One copy of the whole answer, then its date.
                 let at = out.len() + a.date_at;
                 out.extend_from_slice(&a.dated);
                 out[at..at + 20].copy_from_slice(date);
             }
-            Kind::Undated => out.extend_from_slice(&a.undated),
+            Kind::Undated => out.extend_from_slice(&answers[*index].as_ref()?.undated),
         }
     }
     out.extend_from_slice(b"]}");
