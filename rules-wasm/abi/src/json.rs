@@ -85,7 +85,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
 /// a control character, invalid UTF-8, an unterminated string, and escapes other than
 /// `\" \\ \/ \b \f \n \r \t`); callers then fall back to serde_json, which either accepts the
 /// text or names the error.
-#[inline(always)]
+#[inline]
 pub fn read_str(bytes: &[u8], at: usize) -> Option<(std::borrow::Cow<'_, str>, usize)> {
     if bytes.get(at) != Some(&b'"') {
         return None;

@@ -2,10 +2,11 @@
 //! of records per call and cannot afford to copy each one into owned `String`s and maps.
 //!
 //! [`InputView::parse`] accepts a subset of what [`EvalInput`](crate::EvalInput)'s serde
-//! reader accepts: every field present exactly once, strings without `\u` escapes, plain
-//! numbers. For anything outside that subset it answers `None` (never a different reading),
-//! so a module falls back to [`run_json`](crate::run_json) and gets the same answer, or the
-//! same error, as if it had never tried. [`export_rules!`](crate::export_rules) takes such a
+//! reader accepts: every field present exactly once with `records` last (as the host writes
+//! it), strings without `\u` escapes, plain numbers. For anything outside that subset it (or
+//! [`InputView::try_for_each_record`], [`Records::finish`]) answers `None`, never a different
+//! reading, so a module falls back to [`run_json`](crate::run_json) and gets the same answer,
+//! or the same error, as if it had never tried. [`export_rules!`](crate::export_rules) takes such a
 //! fast path as its optional second argument.
 
 use std::borrow::Cow;
