@@ -22,9 +22,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod json;
 mod time;
 
-pub use time::{civil_from_days, days_from_civil, days_in_month, is_leap_year, Period, Timestamp};
+pub use time::{
+    civil_from_days, days_from_civil, days_in_month, format_civil, is_leap_year, Period, Timestamp,
+};
 
 /// The ABI version this crate speaks; modules export it as `erasure_abi_version`.
 pub const ABI_VERSION: i32 = 1;
@@ -212,7 +215,7 @@ impl Decision {
             Decision::Erase => Ok(()),
             Decision::Anonymize { until, basis } => {
                 if let Some(until) = until {
-                    *until = canonical_until(until)?;
+                    canonicalise_until(until)?;
                 }
                 if let Some(basis) = basis {
                     check_text("basis", basis)?;
@@ -220,7 +223,7 @@ impl Decision {
                 Ok(())
             }
             Decision::Retain { until, basis } => {
-                *until = canonical_until(until)?;
+                canonicalise_until(until)?;
                 check_text("basis", basis)?;
                 // A retention nobody can justify is not a legal decision.
                 if basis.trim().is_empty() {
@@ -249,6 +252,49 @@ pub fn combine(a: Decision, b: Decision) -> Decision {
 fn later(x: &str, y: &str) -> bool {
     let key = |s: &str| Timestamp::parse_rfc3339(s).map_or(i64::MAX, |t| t.0);
     key(x) > key(y)
+}
+
+/// [`canonical_until`] for a `String` the caller owns: kept as it is when it is already
+/// canonical, which is what a well-behaved module sends.
+fn canonicalise_until(until: &mut String) -> Result<(), AbiError> {
+    let b = until.as_bytes();
+    // `YYYY-MM-DDTHH:MM:SSZ` with seconds below 60 prints back unchanged once it parses
+    // (a leap second :60 rolls over into the next minute, so it is rewritten).
+    if let Ok(b) = <&[u8; 20]>::try_from(b) {
+        if is_valid_canonical(b) {
+            return Ok(());
+        }
+    }
+    *until = canonical_until(until)?;
+    Ok(())
+}
+
+/// Whether `b` is `YYYY-MM-DDTHH:MM:SSZ` naming a real date and time (seconds below 60):
+/// exactly the texts [`Timestamp::parse_rfc3339`] accepts and `to_rfc3339` prints unchanged.
+#[inline]
+fn is_valid_canonical(b: &[u8; 20]) -> bool {
+    let digit = |i: usize| b[i].wrapping_sub(b'0');
+    let two = |i: usize| u32::from(digit(i)) * 10 + u32::from(digit(i + 1));
+    let digits_ok = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .all(|&i| digit(i) <= 9);
+    let shape_ok = b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z';
+    if !(digits_ok && shape_ok) {
+        return false;
+    }
+    let year = i64::from(two(0) * 100 + two(2));
+    let (month, day) = (two(5), two(8));
+    (1..=12).contains(&month)
+        && day >= 1
+        && day <= days_in_month(year, month)
+        && two(11) <= 23
+        && two(14) <= 59
+        && two(17) <= 59
 }
 
 fn canonical_until(until: &str) -> Result<String, AbiError> {
@@ -356,6 +402,18 @@ pub fn encode_output(output: &EvalOutput) -> Vec<u8> {
 /// decision per record, RFC 3339 dates (rewritten to canonical UTC), bounded
 /// and non-empty texts. `{"error": ...}` becomes [`AbiError::ModuleRefused`].
 pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Vec<Decision>, AbiError> {
+    // The usual answer, read directly; anything unusual (refusals, escapes this reader does
+    // not decode, nulls, duplicate or unknown fields, any error) goes through serde_json below,
+    // which accepts or rejects it and names the fault.
+    if let Some(decisions) = fast_decode::decisions(bytes, expected) {
+        return Ok(decisions);
+    }
+    decode_output_serde(bytes, expected)
+}
+
+/// [`decode_output`] through serde_json alone: the reference the fast reader must agree with.
+#[doc(hidden)]
+pub fn decode_output_serde(bytes: &[u8], expected: usize) -> Result<Vec<Decision>, AbiError> {
     let text = std::str::from_utf8(bytes).map_err(|_| AbiError::NotUtf8)?;
     let output: EvalOutput =
         serde_json::from_str(text).map_err(|e| AbiError::Malformed(e.to_string()))?;
@@ -377,6 +435,165 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Vec<Decision>, Abi
         decision.validate()?;
     }
     Ok(decisions)
+}
+
+/// A direct reader for well-formed `{"decisions":[...]}` answers.
+mod fast_decode {
+    use std::borrow::Cow;
+
+    use crate::json::{read_str, skip_ws};
+    use crate::Decision;
+
+    /// The decisions, validated, or `None` when serde_json has to look at the output.
+    pub(crate) fn decisions(bytes: &[u8], expected: usize) -> Option<Vec<Decision>> {
+        let mut i = skip_ws(bytes, 0);
+        i = literal(bytes, i, b"{")?;
+        let (key, next) = read_str(bytes, skip_ws(bytes, i))?;
+        if key != "decisions" {
+            return None;
+        }
+        i = literal(bytes, skip_ws(bytes, next), b":")?;
+        i = literal(bytes, skip_ws(bytes, i), b"[")?;
+        // Modules give every record the same few texts; the last one read is reused
+        // when the next occurrence has the same bytes.
+        let mut memo = Memo::default();
+        let mut out = Vec::with_capacity(expected);
+        i = skip_ws(bytes, i);
+        if bytes.get(i) == Some(&b']') {
+            i += 1;
+        } else {
+            loop {
+                if out.len() == expected {
+                    return None;
+                }
+                let (mut decision, next) = decision(bytes, skip_ws(bytes, i), &mut memo)?;
+                decision.validate().ok()?;
+                out.push(decision);
+                i = skip_ws(bytes, next);
+                match bytes.get(i) {
+                    Some(b',') => i += 1,
+                    Some(b']') => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        i = literal(bytes, skip_ws(bytes, i), b"}")?;
+        (skip_ws(bytes, i) == bytes.len() && out.len() == expected).then_some(out)
+    }
+
+    #[inline(always)]
+    fn literal(bytes: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
+        crate::json::literal_at(bytes, at, lit)
+    }
+
+    #[derive(Default)]
+    struct Memo {
+        /// The raw bytes of the last string value read (quotes included), kept here rather
+        /// than as a range of the output so comparing reads only one far-away copy.
+        raw: Vec<u8>,
+        text: String,
+    }
+
+    impl Memo {
+        fn string(&mut self, bytes: &[u8], at: usize) -> Option<(String, usize)> {
+            let len = self.raw.len();
+            if len > 0 && bytes.get(at..at + len) == Some(&self.raw[..]) {
+                // The same bytes from an opening quote end at the same closing quote.
+                return Some((self.text.clone(), at + len));
+            }
+            let (text, next) = read_str(bytes, at)?;
+            let text = match text {
+                Cow::Borrowed(t) => t.to_owned(),
+                Cow::Owned(t) => t,
+            };
+            self.raw.clear();
+            self.raw.extend_from_slice(&bytes[at..next]);
+            self.text.clone_from(&text);
+            Some((text, next))
+        }
+    }
+
+    /// A retain as `encode_output` writes it, read with fixed-position checks; `None` when
+    /// it is written any other way.
+    #[inline(always)]
+    fn compact_retain(bytes: &[u8], at: usize, memo: &mut Memo) -> Option<(Decision, usize)> {
+        const HEAD: &[u8] = b"{\"action\":\"retain\",\"until\":";
+        const MID: &[u8] = b",\"basis\":";
+        let i = literal(bytes, at, HEAD)?;
+        let (until, i) = memo_free_string(bytes, i)?;
+        let i = literal(bytes, i, MID)?;
+        let (basis, i) = memo.string(bytes, i)?;
+        let i = literal(bytes, i, b"}")?;
+        Some((Decision::Retain { until, basis }, i))
+    }
+
+    #[inline(always)]
+    fn memo_free_string(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+        let (text, next) = read_str(bytes, at)?;
+        Some((text.into_owned(), next))
+    }
+
+    /// One decision object starting at `at`, `"action"` first; the index after it.
+    fn decision(bytes: &[u8], at: usize, memo: &mut Memo) -> Option<(Decision, usize)> {
+        const ERASE: &[u8] = b"{\"action\":\"erase\"}";
+        if let Some(next) = literal(bytes, at, ERASE) {
+            return Some((Decision::Erase, next));
+        }
+        if let Some(found) = compact_retain(bytes, at, memo) {
+            return Some(found);
+        }
+        let mut i = literal(bytes, at, b"{")?;
+        let (key, next) = read_str(bytes, skip_ws(bytes, i))?;
+        if key != "action" {
+            return None;
+        }
+        i = literal(bytes, skip_ws(bytes, next), b":")?;
+        let (action, next) = read_str(bytes, skip_ws(bytes, i))?;
+        // Which fields the action takes: until, basis, case.
+        let allowed: [bool; 3] = match &*action {
+            "erase" => [false, false, false],
+            "anonymize" | "retain" => [true, true, false],
+            "hold" => [false, false, true],
+            _ => return None,
+        };
+        let mut fields: [Option<String>; 3] = [None, None, None];
+        i = skip_ws(bytes, next);
+        loop {
+            match bytes.get(i)? {
+                b'}' => break,
+                b',' => {}
+                _ => return None,
+            }
+            let (key, next) = read_str(bytes, skip_ws(bytes, i + 1))?;
+            let slot = match &*key {
+                "until" => 0,
+                "basis" => 1,
+                "case" => 2,
+                _ => return None,
+            };
+            if !allowed[slot] || fields[slot].is_some() {
+                return None;
+            }
+            i = literal(bytes, skip_ws(bytes, next), b":")?;
+            let (value, next) = memo.string(bytes, skip_ws(bytes, i))?;
+            fields[slot] = Some(value);
+            i = skip_ws(bytes, next);
+        }
+        let [until, basis, case] = fields;
+        let decision = match &*action {
+            "erase" => Decision::Erase,
+            "anonymize" => Decision::Anonymize { until, basis },
+            "retain" => Decision::Retain {
+                until: until?,
+                basis: basis?,
+            },
+            _ => Decision::Hold { case: case? },
+        };
+        Some((decision, i + 1))
+    }
 }
 
 /// Longest prefix of `text` of at most `max` bytes that ends on a char boundary.
@@ -513,6 +730,37 @@ mod tests {
             encode_output(&EvalOutput::Error("no".into())),
             br#"{"error":"no"}"#
         );
+    }
+
+    #[test]
+    fn canonical_check_matches_parse_and_print() {
+        // Every month and day number, edge times, and malformed variants.
+        let mut texts = Vec::new();
+        for year in ["0000", "1900", "2000", "2023", "2024", "9999"] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    for time in ["00:00:00", "23:59:59", "23:59:60", "24:00:00", "12:60:00"] {
+                        texts.push(format!("{year}-{month:02}-{day:02}T{time}Z"));
+                    }
+                }
+            }
+        }
+        texts.extend(
+            [
+                "2024-01-15t00:00:00Z",
+                "2024-01-15T00:00:00z",
+                "2024-01-15 00:00:00Z",
+                "2024/01/15T00:00:00Z",
+                "2024-01-15T00:00:0aZ",
+                "20x4-01-15T00:00:00Z",
+            ]
+            .map(String::from),
+        );
+        for text in texts {
+            let bytes: &[u8; 20] = text.as_bytes().try_into().unwrap();
+            let unchanged = Timestamp::parse_rfc3339(&text).is_ok_and(|t| t.to_rfc3339() == text);
+            assert_eq!(is_valid_canonical(bytes), unchanged, "{text}");
+        }
     }
 
     #[test]

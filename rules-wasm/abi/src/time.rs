@@ -51,25 +51,25 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 
 /// Inverse of [`days_from_civil`]: (year, month, day) of a day number.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let n = days + EPOCH_DAYS;
-    // 146_097 days per 400 years gives a year within one of the answer.
-    let mut year = (n * 400).div_euclid(146_097) + 1;
-    while days_before_year(year) > n {
-        year -= 1;
-    }
-    while days_before_year(year + 1) <= n {
-        year += 1;
-    }
-    let mut day_of_year = n - days_before_year(year);
-    let mut month = 1;
-    loop {
-        let len = i64::from(days_in_month(year, month));
-        if day_of_year < len || month == 12 {
-            return (year, month, (day_of_year + 1) as u32);
-        }
-        day_of_year -= len;
-        month += 1;
-    }
+    // Closed form, no loops: count in 400-year cycles (146 097 days) of years that start on
+    // 1 March, so the leap day is the last day of a year; then shift back to January.
+    let shifted = days + 719_468; // days from 0000-03-01
+    let cycle = shifted.div_euclid(146_097);
+    let day_of_cycle = shifted.rem_euclid(146_097);
+    let year_of_cycle =
+        (day_of_cycle - day_of_cycle / 1460 + day_of_cycle / 36_524 - day_of_cycle / 146_096) / 365;
+    let day_of_year =
+        day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100);
+    // Months from March, each 153-day block holding five months of 31/30 days.
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * march_month + 2) / 5 + 1) as u32;
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    } as u32;
+    let year = year_of_cycle + cycle * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// An instant in UTC, as whole seconds since 1970-01-01T00:00:00Z.
@@ -165,6 +165,10 @@ impl Timestamp {
 
     /// Formats as `YYYY-MM-DDTHH:MM:SSZ`, the only form the host stores.
     pub fn to_rfc3339(self) -> String {
+        if let Some(text) = self.rfc3339_bytes() {
+            // ASCII digits and separators only.
+            return String::from_utf8(text.to_vec()).expect("ASCII");
+        }
         let (year, month, day) = civil_from_days(self.0.div_euclid(SECS_PER_DAY));
         let secs = self.0.rem_euclid(SECS_PER_DAY);
         format!(
@@ -173,6 +177,24 @@ impl Timestamp {
             secs / 60 % 60,
             secs % 60
         )
+    }
+
+    /// [`to_rfc3339`](Self::to_rfc3339) as fixed-size bytes, without allocating; `None`
+    /// outside the years 0000..=9999 (where `to_rfc3339` has no fixed width).
+    pub fn rfc3339_bytes(self) -> Option<[u8; 20]> {
+        let (year, month, day) = civil_from_days(self.0.div_euclid(SECS_PER_DAY));
+        let secs = self.0.rem_euclid(SECS_PER_DAY);
+        if !(0..=MAX_YEAR).contains(&year) {
+            return None;
+        }
+        Some(format_civil(
+            year as u32,
+            month,
+            day,
+            (secs / 3600) as u32,
+            (secs / 60 % 60) as u32,
+            (secs % 60) as u32,
+        ))
     }
 
     /// Adds a calendar period: years and months first, clamping the day to
@@ -192,7 +214,8 @@ impl Timestamp {
         }
         let new_day = day.min(days_in_month(new_year, new_month));
         let result_days = days_from_civil(new_year, new_month, new_day) + i64::from(period.days);
-        if civil_from_days(result_days).0 > MAX_YEAR {
+        // Day numbers grow with the date: past 9999-12-31 is past the year 9999.
+        if result_days > days_from_civil(MAX_YEAR, 12, 31) {
             return Err(AbiError::TimestampOutOfRange);
         }
         Ok(Timestamp(result_days * SECS_PER_DAY + time_of_day))
@@ -210,6 +233,25 @@ impl FromStr for Timestamp {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Timestamp::parse_rfc3339(s)
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of calendar fields (year 0..=9999, the others in range).
+#[inline(always)]
+pub fn format_civil(
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) -> [u8; 20] {
+    let two = |v: u32| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    let (y1, y2) = (two(year / 100), two(year % 100));
+    let (mo, d, h, mi, s) = (two(month), two(day), two(hour), two(minute), two(second));
+    [
+        y1[0], y1[1], y2[0], y2[1], b'-', mo[0], mo[1], b'-', d[0], d[1], b'T', h[0], h[1], b':',
+        mi[0], mi[1], b':', s[0], s[1], b'Z',
+    ]
 }
 
 /// A calendar period in the ISO 8601 `PnYnMnWnD` form (weeks become days).
@@ -320,6 +362,36 @@ mod tests {
         assert_eq!(ts("1969-12-31T23:59:59Z").0, -1);
         assert_eq!(ts("0000-01-01T00:00:00Z").0, -62_167_219_200);
         assert_eq!(ts("9999-12-31T23:59:59Z").0, 253_402_300_799);
+    }
+
+    /// The former loop-based `civil_from_days`, as the reference for the closed form.
+    fn civil_from_days_by_search(days: i64) -> (i64, u32, u32) {
+        let n = days + EPOCH_DAYS;
+        let mut year = (n * 400).div_euclid(146_097) + 1;
+        while days_before_year(year) > n {
+            year -= 1;
+        }
+        while days_before_year(year + 1) <= n {
+            year += 1;
+        }
+        let mut day_of_year = n - days_before_year(year);
+        let mut month = 1;
+        loop {
+            let len = i64::from(days_in_month(year, month));
+            if day_of_year < len || month == 12 {
+                return (year, month, (day_of_year + 1) as u32);
+            }
+            day_of_year -= len;
+            month += 1;
+        }
+    }
+
+    #[test]
+    fn closed_form_civil_from_days_matches_the_search() {
+        // Years -800 to 10 400, every day.
+        for d in -1_000_000..3_100_000 {
+            assert_eq!(civil_from_days(d), civil_from_days_by_search(d), "day {d}");
+        }
     }
 
     #[test]

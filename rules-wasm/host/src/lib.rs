@@ -28,9 +28,11 @@ use erasure_abi::{decode_output, AbiError, Decision, EvalInput, Timestamp, ABI_V
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use wasmtime::{
-    Config, Engine, ExternType, FuncType, Instance, Module, ResourceLimiter, Store, Strategy, Trap,
-    ValType,
+    Config, Engine, Extern, ExternType, FuncType, InstancePre, Linker, Module, ModuleExport,
+    ResourceLimiter, Store, Strategy, Trap, TypedFunc, ValType,
 };
+
+mod wire;
 
 /// Per-call resource caps. The extension fills them from the GUCs
 /// `erasure.module_fuel`, `erasure.module_memory_mb` and `erasure.module_output_mb`.
@@ -147,9 +149,22 @@ pub struct Prepared {
 }
 
 /// A compiled module whose imports and exports have been checked.
+///
+/// It keeps what every call needs ready: the module pre-instantiated (imports resolved,
+/// which for rule modules means none, and types checked once) and the ABI exports' indices,
+/// so a call looks nothing up by name.
 #[derive(Clone)]
 pub struct LoadedModule {
     module: Module,
+    pre: InstancePre<Guard>,
+    exports: AbiExports,
+}
+
+#[derive(Clone, Copy)]
+struct AbiExports {
+    memory: ModuleExport,
+    alloc: ModuleExport,
+    evaluate: ModuleExport,
 }
 
 impl std::fmt::Debug for LoadedModule {
@@ -256,8 +271,7 @@ impl RuleHost {
         // version and configuration header itself.
         let module = unsafe { Module::deserialize(&self.engine, bytes) }
             .map_err(|e| HostError::Precompiled(error_text(&e)))?;
-        check_interface(&module)?;
-        Ok(LoadedModule { module })
+        self.loaded(module)
     }
 
     /// Compiles a module from its WebAssembly bytes (after the interface checks).
@@ -277,10 +291,12 @@ impl RuleHost {
         input: &EvalInput,
         limits: &Limits,
     ) -> Result<Vec<Decision>, HostError> {
-        // Our own types always serialise.
-        let json = serde_json::to_vec(input).map_err(|e| HostError::Engine(e.to_string()))?;
-        let output = self.call(module, &json, limits)?;
-        Ok(decode_output(&output, input.records.len())?)
+        // The same bytes serde_json would write (see `wire`).
+        let json = wire::encode_input(input);
+        // Decoded where the module left it, without copying it out first.
+        self.call(module, &json, limits, |output| {
+            Ok(decode_output(output, input.records.len())?)
+        })
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<LoadedModule, HostError> {
@@ -291,8 +307,31 @@ impl RuleHost {
                 Ok(()) => HostError::Compile(error_text(&e)),
             }
         })?;
+        self.loaded(module)
+    }
+
+    /// Checks the interface of a compiled module and readies it for calls.
+    fn loaded(&self, module: Module) -> Result<LoadedModule, HostError> {
         check_interface(&module)?;
-        Ok(LoadedModule { module })
+        let export = |name: &str| {
+            module
+                .get_export_index(name)
+                .ok_or_else(|| HostError::MissingExport(name.into()))
+        };
+        let exports = AbiExports {
+            memory: export("memory")?,
+            alloc: export("alloc")?,
+            evaluate: export("evaluate")?,
+        };
+        // No imports (checked above), so an empty linker resolves everything.
+        let pre = Linker::<Guard>::new(&self.engine)
+            .instantiate_pre(&module)
+            .map_err(|e| HostError::Engine(error_text(&e)))?;
+        Ok(LoadedModule {
+            module,
+            pre,
+            exports,
+        })
     }
 
     fn new_store(&self, limits: &Limits) -> Result<Store<Guard>, HostError> {
@@ -312,8 +351,10 @@ impl RuleHost {
 
     fn check_abi_version(&self, module: &LoadedModule, limits: &Limits) -> Result<(), HostError> {
         let mut store = self.new_store(limits)?;
-        let instance =
-            Instance::new(&mut store, &module.module, &[]).map_err(|e| classify(e, &store))?;
+        let instance = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store))?;
         let version = instance
             .get_typed_func::<(), i32>(&mut store, "erasure_abi_version")
             .map_err(|_| HostError::MissingExport("erasure_abi_version".into()))?
@@ -326,25 +367,39 @@ impl RuleHost {
     }
 
     /// The memory protocol: alloc, write input, evaluate, read the packed answer.
-    fn call(
+    fn call<R>(
         &self,
         module: &LoadedModule,
         input: &[u8],
         limits: &Limits,
-    ) -> Result<Vec<u8>, HostError> {
+        read: impl FnOnce(&[u8]) -> Result<R, HostError>,
+    ) -> Result<R, HostError> {
         let len = i32::try_from(input.len()).map_err(|_| HostError::InputTooLarge(input.len()))?;
         let mut store = self.new_store(limits)?;
-        let instance =
-            Instance::new(&mut store, &module.module, &[]).map_err(|e| classify(e, &store))?;
+        let instance = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store))?;
         // The interface was checked when the module was loaded.
-        let memory = instance
-            .get_memory(&mut store, "memory")
-            .ok_or_else(|| HostError::MissingExport("memory".into()))?;
-        let alloc = instance
-            .get_typed_func::<i32, i32>(&mut store, "alloc")
+        let exports = &module.exports;
+        let Some(Extern::Memory(memory)) = instance.get_module_export(&mut store, &exports.memory)
+        else {
+            return Err(HostError::MissingExport("memory".into()));
+        };
+        let func = |store: &mut Store<Guard>, index: &ModuleExport, name: &str| match instance
+            .get_module_export(&mut *store, index)
+        {
+            Some(Extern::Func(f)) => Ok(f),
+            _ => Err(HostError::MissingExport(name.into())),
+        };
+        let alloc = func(&mut store, &exports.alloc, "alloc")?;
+        let evaluate = func(&mut store, &exports.evaluate, "evaluate")?;
+        // The signatures were checked exactly in `check_interface`.
+        let alloc: TypedFunc<i32, i32> = alloc
+            .typed(&store)
             .map_err(|_| HostError::MissingExport("alloc".into()))?;
-        let evaluate = instance
-            .get_typed_func::<(i32, i32), i64>(&mut store, "evaluate")
+        let evaluate: TypedFunc<(i32, i32), i64> = evaluate
+            .typed(&store)
             .map_err(|_| HostError::MissingExport("evaluate".into()))?;
 
         let ptr = alloc
@@ -372,7 +427,7 @@ impl RuleHost {
             ptr: out_ptr,
             len: out_len,
         })?;
-        Ok(bytes.to_vec())
+        read(bytes)
     }
 }
 

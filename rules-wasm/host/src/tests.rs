@@ -760,3 +760,156 @@ fn built_legal_hold_module_holds_covered_records() {
         ]
     );
 }
+
+/// A small deterministic generator for varied test data (no extra dependency).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.next() as usize % items.len()]
+    }
+}
+
+const TEXTS: &[&str] = &[
+    "",
+    "invoices",
+    "Tax law",
+    "quote \" and backslash \\ and slash /",
+    "tab\tnewline\ncr\rbell\u{7}del\u{7f}nul\u{0}",
+    "Art. 17(3)(b) § 147 AO – ünïcödé ✓ 😀",
+    "  ",
+    "a fairly long legal basis that goes on for a while, enough to cross several words",
+];
+
+fn varied_value(rng: &mut Lcg, depth: u32) -> Value {
+    match rng.next() % if depth > 2 { 6 } else { 8 } {
+        0 => Value::Null,
+        1 => json!(rng.next().is_multiple_of(2)),
+        2 => json!(rng.next() as i64 - (1 << 30)),
+        3 => json!((rng.next() as f64) / 7.0),
+        4 | 5 => json!(rng.pick(TEXTS)),
+        6 => Value::Array(
+            (0..rng.next() % 4)
+                .map(|_| varied_value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => Value::Object(
+            (0..rng.next() % 4)
+                .map(|_| (rng.pick(TEXTS).to_string(), varied_value(rng, depth + 1)))
+                .collect(),
+        ),
+    }
+}
+
+#[test]
+fn input_encoder_writes_exactly_what_serde_json_writes() {
+    let mut rng = Lcg(7);
+    for case in 0..300 {
+        let records = (0..rng.next() % 6)
+            .map(|_| Record {
+                table: rng.pick(TEXTS).into(),
+                category: rng.pick(TEXTS).into(),
+                attrs: (0..rng.next() % 3)
+                    .map(|_| (rng.pick(TEXTS).to_string(), varied_value(&mut rng, 1)))
+                    .collect(),
+                group: rng.next().is_multiple_of(2),
+            })
+            .collect();
+        let holds = (0..rng.next() % 3)
+            .map(|_| Hold {
+                id: rng.next() as i64 - 5,
+                case: rng.pick(TEXTS).into(),
+                categories: (rng.next().is_multiple_of(2))
+                    .then(|| vec![rng.pick(TEXTS).into(), rng.pick(TEXTS).into()]),
+                expires_at: (rng.next().is_multiple_of(2)).then(|| rng.pick(TEXTS).into()),
+            })
+            .collect();
+        let input = EvalInput {
+            abi: if case % 10 == 0 { -3 } else { ABI_VERSION },
+            slot: rng.pick(TEXTS).into(),
+            now: rng.pick(TEXTS).into(),
+            config: varied_value(&mut rng, 0),
+            request: varied_value(&mut rng, 0),
+            holds,
+            records,
+        };
+        assert_eq!(
+            String::from_utf8(wire::encode_input(&input)).unwrap(),
+            serde_json::to_string(&input).unwrap()
+        );
+    }
+}
+
+/// Answers a module might give, well-formed or not, to compare the fast reader with serde.
+fn varied_output(rng: &mut Lcg, records: usize) -> String {
+    let dates = [
+        "2031-01-15T00:00:00Z",
+        "2031-01-15T01:00:00.25+01:00",
+        "2026-01-01t00:00:00z",
+        "2030-12-31T23:59:60Z",
+        "2030-02-30T00:00:00Z",
+        "next year",
+    ];
+    let string =
+        |rng: &mut Lcg, options: &[&str]| serde_json::to_string(rng.pick(options)).unwrap();
+    let decisions: Vec<String> = (0..records)
+        .map(|_| match rng.next() % 9 {
+            0 => r#"{"action":"erase"}"#.to_string(),
+            1 => format!(r#"{{"action":"anonymize","until":{}}}"#, string(rng, &dates)),
+            2 => format!(r#"{{"action":"anonymize","basis":{}}}"#, string(rng, TEXTS)),
+            3 => r#"{"action":"anonymize"}"#.to_string(),
+            4 => format!(r#"{{"action":"hold","case":{}}}"#, string(rng, TEXTS)),
+            5 => format!(
+                r#"{{"basis":{},"action":"retain","until":{}}}"#,
+                string(rng, TEXTS),
+                string(rng, &dates)
+            ),
+            6 => r#"{ "action" : "retain" , "until" : "2030-01-01T00:00:00+00:00" , "basis" : "b\u00e9" }"#.to_string(),
+            _ => format!(
+                r#"{{"action":"retain","until":{},"basis":{}}}"#,
+                string(rng, &dates),
+                string(rng, &["Tax law", "Tax law", "law \"x\"", " "])
+            ),
+        })
+        .collect();
+    format!(r#"{{"decisions":[{}]}}"#, decisions.join(","))
+}
+
+#[test]
+fn fast_output_decoder_agrees_with_serde_on_varied_answers() {
+    let mut rng = Lcg(11);
+    for _ in 0..3000 {
+        let records = (rng.next() % 5) as usize;
+        let mut text = varied_output(&mut rng, records).into_bytes();
+        // Sometimes damage it: drop, duplicate or replace one byte.
+        if rng.next().is_multiple_of(3) && !text.is_empty() {
+            let at = rng.next() as usize % text.len();
+            match rng.next() % 3 {
+                0 => {
+                    text.remove(at);
+                }
+                1 => text.insert(at, text[at]),
+                _ => {
+                    let bytes = b"\",:{}[] \\a0\x01\xff";
+                    text[at] = bytes[rng.next() as usize % bytes.len()];
+                }
+            }
+        }
+        let expected = (records + (rng.next().is_multiple_of(4)) as usize)
+            .saturating_sub((rng.next().is_multiple_of(8)) as usize);
+        assert_eq!(
+            erasure_abi::decode_output(&text, expected),
+            erasure_abi::decode_output_serde(&text, expected),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+    }
+}

@@ -31,6 +31,8 @@ pub use erasure_abi::{
 
 use serde::de::DeserializeOwned;
 
+pub mod view;
+
 /// Reads the installation's configuration (`input.config`) into the module's own type.
 ///
 /// Derive `serde::Deserialize` for it, preferably with `#[serde(deny_unknown_fields)]` so a
@@ -95,6 +97,22 @@ pub fn retention_end(
         .add_period(period)
         .map_err(|e| format!("retention end: {e}"))?;
     Ok((end > now).then(|| end.to_rfc3339()))
+}
+
+/// [`run_json`] with a fast path: `fast(input, output)` either writes the complete answer into
+/// `output` and returns `true`, or returns `false` (whatever it wrote is discarded) and
+/// `rules` decides as in [`run_json`]. The fast path must give the same answer as `rules`
+/// whenever it answers; [`view::InputView`] helps it read the input without copying.
+pub fn run_json_with<F, G>(input: &[u8], rules: F, fast: G) -> Vec<u8>
+where
+    F: FnOnce(&EvalInput) -> Result<Vec<Decision>, String>,
+    G: FnOnce(&[u8], &mut Vec<u8>) -> bool,
+{
+    let mut output = Vec::new();
+    if fast(input, &mut output) {
+        return output;
+    }
+    run_json(input, rules)
 }
 
 /// Runs a rule function on raw input JSON and returns the output JSON.
@@ -174,13 +192,23 @@ pub mod __rt {
     where
         F: FnOnce(&EvalInput) -> Result<Vec<Decision>, String>,
     {
+        evaluate_with(ptr, len, rules, |_, _| false)
+    }
+
+    /// [`evaluate`] trying `fast(input, output)` first: it either writes the complete answer
+    /// and returns `true`, or returns `false` and `rules` decides through [`crate::run_json`].
+    pub fn evaluate_with<F, G>(ptr: usize, len: usize, rules: F, fast: G) -> (usize, usize)
+    where
+        F: FnOnce(&EvalInput) -> Result<Vec<Decision>, String>,
+        G: FnOnce(&[u8], &mut Vec<u8>) -> bool,
+    {
         let output = INPUT.with(|buf| {
             let buf = buf.borrow();
             if ptr != buf.as_ptr() as usize || len > buf.len() {
                 let msg = "evaluate was called with a buffer that alloc did not return";
                 return crate::encode_output(&crate::EvalOutput::Error(msg.into()));
             }
-            crate::run_json(&buf[..len], rules)
+            crate::run_json_with(&buf[..len], rules, fast)
         });
         OUTPUT.with(|out| {
             let mut out = out.borrow_mut();
@@ -199,9 +227,15 @@ pub mod __rt {
 /// rlib for host-side tests without exporting C symbols. The Rust names are
 /// private-looking (`__erasure_*`) so a rule function may itself be called
 /// `evaluate` or `alloc`.
+///
+/// `export_rules!(rules, fast)` also takes a fast path `fn(&[u8], &mut Vec<u8>) -> bool`
+/// (see [`run_json_with`]).
 #[macro_export]
 macro_rules! export_rules {
     ($rules:path) => {
+        $crate::export_rules!($rules, |_: &[u8], _: &mut Vec<u8>| false);
+    };
+    ($rules:path, $fast:expr) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             #[export_name = "erasure_abi_version"]
@@ -219,8 +253,12 @@ macro_rules! export_rules {
             #[export_name = "evaluate"]
             pub extern "C" fn __erasure_evaluate(ptr: i32, len: i32) -> i64 {
                 // wasm32 addresses are unsigned 32-bit values passed as i32.
-                let (out_ptr, out_len) =
-                    $crate::__rt::evaluate(ptr as u32 as usize, len as u32 as usize, $rules);
+                let (out_ptr, out_len) = $crate::__rt::evaluate_with(
+                    ptr as u32 as usize,
+                    len as u32 as usize,
+                    $rules,
+                    $fast,
+                );
                 $crate::pack_output(out_ptr as u32, out_len as u32)
             }
         };

@@ -1,0 +1,445 @@
+//! The module's fast path: the same decisions as [`evaluate`](crate::evaluate) through the
+//! SDK's `run_json`, read from the input without copying it and written straight to the
+//! output. It declines (returns `false`) whenever anything is unusual: input the SDK's
+//! borrowed view does not handle, a configuration or `now` that does not parse, a record
+//! whose retention end fails; the SDK then runs [`evaluate`](crate::evaluate), which gives
+//! the answer or the refusal with its message.
+
+use erasure_rules_sdk::erasure_abi::json::{bytes_eq, write_str};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use erasure_rules_sdk::erasure_abi::{civil_from_days, days_in_month, format_civil};
+use erasure_rules_sdk::view::{literal, object, read_str, skip_ws, InputView};
+use erasure_rules_sdk::{Period, Timestamp, ABI_VERSION};
+
+use crate::{Action, Config, Outcome, RawRule, Rule};
+
+/// `fast(input, output)` for `export_rules!`.
+pub fn evaluate_json(input: &[u8], out: &mut Vec<u8>) -> bool {
+    run(input, out).is_some()
+}
+
+/// One rule's answers as JSON, exactly as `encode_output` writes them: a dated answer with
+/// a placeholder where its date goes (at `date_at`), and the undated answer.
+struct Answers {
+    dated: Vec<u8>,
+    date_at: usize,
+    undated: Vec<u8>,
+}
+
+impl Answers {
+    fn new(rule: &Rule) -> Answers {
+        let (action, basis) = match rule {
+            Rule::Erase => ("erase", None),
+            Rule::Retain { basis, .. } => ("retain", Some(basis.as_str())),
+            Rule::Anonymize { basis, .. } => ("anonymize", basis.as_deref()),
+        };
+        let mut basis_json = Vec::new();
+        if let Some(basis) = basis {
+            basis_json.extend_from_slice(b",\"basis\":");
+            write_str(&mut basis_json, basis);
+        }
+        let head = format!("{{\"action\":\"{action}\"").into_bytes();
+        let mut dated = head.clone();
+        dated.extend_from_slice(b",\"until\":\"");
+        let date_at = dated.len();
+        dated.extend_from_slice(&[b'0'; 20]);
+        dated.push(b'"');
+        dated.extend_from_slice(&basis_json);
+        dated.push(b'}');
+        let mut undated = head;
+        undated.extend_from_slice(&basis_json);
+        undated.push(b'}');
+        Answers {
+            dated,
+            date_at,
+            undated,
+        }
+    }
+}
+
+fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let view = InputView::parse(input)?;
+    if view.abi != ABI_VERSION {
+        return None;
+    }
+    let config = parse_config(view.config.as_bytes())?;
+    let now = Timestamp::parse_rfc3339(&view.now).ok()?;
+
+    // Rule 0 is the default, rule i + 1 the i-th category's.
+    let rules: Vec<&Rule> = std::iter::once(&config.default)
+        .chain(config.categories.values())
+        .collect();
+    let names: Vec<&str> = config.categories.keys().map(String::as_str).collect();
+    let rule_index = |category: &str| {
+        names
+            .iter()
+            .position(|name| bytes_eq(name.as_bytes(), category.as_bytes()))
+            .map_or(0, |i| i + 1)
+    };
+
+    let now_civil = Civil::of(now)?;
+
+    // Pass 1: decide every record, keeping only what the answer needs: its rule, which
+    // answer and the date.
+    let mut outcomes: Vec<(usize, Kind, [u8; 20])> = Vec::with_capacity(view.records_hint());
+    // Records mostly come in runs of one category.
+    let mut last: Option<(Cow<'_, str>, usize)> = None;
+    // Read (and check) every record first, then decide: wasm runs these two small loops
+    // faster than one loop doing both.
+    let mut all = Vec::with_capacity(view.records_hint());
+    view.try_for_each_record(|record| {
+        all.push(record);
+        Some(())
+    })?;
+    all.iter().try_for_each(|record| {
+        let index = match &last {
+            Some((category, index))
+                if bytes_eq(category.as_bytes(), record.category.as_bytes()) =>
+            {
+                *index
+            }
+            _ => {
+                let index = rule_index(&record.category);
+                last = Some((record.category.clone(), index));
+                index
+            }
+        };
+        let rule = rules[index];
+        // The usual case, on calendar fields: a period of years and months from a UTC date.
+        let (period, from) = match rule {
+            Rule::Retain { period, from, .. }
+            | Rule::Anonymize {
+                period: Some(period),
+                from,
+                ..
+            } => (Some(period), from.as_deref()),
+            _ => (None, None),
+        };
+        if let (Some(period), Some(from)) = (period, from) {
+            let text = record.attr_str(from);
+            if let Some(end) = text.and_then(|t| end_of_utc_period(&t, period, &now_civil)) {
+                outcomes.push(match end {
+                    Some(date) => (index, Kind::Dated, date),
+                    None => (index, Kind::Erase, [0; 20]),
+                });
+                return Some(());
+            }
+        }
+        let start = |attr: &str| {
+            record
+                .attr_str(attr)
+                .and_then(|s| Timestamp::parse_rfc3339(&s).ok())
+        };
+        outcomes.push(match rule.outcome(start, now).ok()? {
+            Outcome::Erase => (index, Kind::Erase, [0; 20]),
+            Outcome::Retain(until) | Outcome::Anonymize(Some(until)) => {
+                (index, Kind::Dated, until.rfc3339_bytes()?)
+            }
+            Outcome::Anonymize(None) => (index, Kind::Undated, [0; 20]),
+        });
+        Some(())
+    })?;
+
+    // Every record read, the input valid to its end: now the answer may be given.
+
+    // Pass 2: the answer, into a buffer of exactly the right size.
+    // Only the rules some record uses (a call usually touches one or two).
+    let mut used = vec![false; rules.len()];
+    for (index, kind, _) in &outcomes {
+        used[*index] |= *kind != Kind::Erase;
+    }
+    let answers: Vec<Option<Answers>> = rules
+        .iter()
+        .zip(&used)
+        .map(|(rule, used)| used.then(|| Answers::new(rule)))
+        .collect();
+    let erase = Answers::new(&Rule::Erase).undated;
+    let answer_len = |(index, kind, _): &(usize, Kind, [u8; 20])| match kind {
+        Kind::Erase => erase.len(),
+        Kind::Dated => answers[*index].as_ref().map_or(0, |a| a.dated.len()),
+        Kind::Undated => answers[*index].as_ref().map_or(0, |a| a.undated.len()),
+    };
+    let size =
+        b"{\"decisions\":[]}".len() + outcomes.iter().map(|o| 1 + answer_len(o)).sum::<usize>();
+    out.clear();
+    out.reserve_exact(size);
+    out.extend_from_slice(b"{\"decisions\":[");
+    for (i, (index, kind, date)) in outcomes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match kind {
+            Kind::Erase => out.extend_from_slice(&erase),
+            Kind::Dated => {
+                let a = answers[*index].as_ref()?;
+                // One copy of the whole answer, then its date.
+                let at = out.len() + a.date_at;
+                out.extend_from_slice(&a.dated);
+                out[at..at + 20].copy_from_slice(date);
+            }
+            Kind::Undated => out.extend_from_slice(&answers[*index].as_ref()?.undated),
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Some(())
+}
+
+/// [`Config::parse`] of the configuration's JSON text, read directly: the usual, valid
+/// configuration only. Anything else (a key repeated or unknown, a value of another
+/// type, an invalid rule) is `None`, and the slow path reports it.
+fn parse_config(bytes: &[u8]) -> Option<Config> {
+    if literal(bytes, 0, b"null").is_some_and(|end| end == bytes.len()) {
+        return Some(Config {
+            default: Rule::Erase,
+            categories: BTreeMap::new(),
+        });
+    }
+    let mut seen = [false; 5];
+    let mut default = Rule::Erase;
+    let mut categories = BTreeMap::new();
+    let end = object(bytes, skip_ws(bytes, 0), |key, at| {
+        let (slot, end) = match &*key {
+            "regime" | "title" | "note" => {
+                // Labels: a string or null, not used.
+                let slot = ["regime", "title", "note"].iter().position(|k| *k == key)?;
+                (slot, optional_str(bytes, at)?.1)
+            }
+            "default" => {
+                let (rule, end) = match literal(bytes, at, b"null") {
+                    Some(end) => (Rule::Erase, end),
+                    None => parse_rule(bytes, at)?,
+                };
+                default = rule;
+                (3, end)
+            }
+            "categories" => {
+                let end = object(bytes, at, |name, at| {
+                    let (rule, end) = parse_rule(bytes, at)?;
+                    // A repeated category: serde_json would keep the last; leave it to it.
+                    categories
+                        .insert(name.into_owned(), rule)
+                        .is_none()
+                        .then_some(end)
+                })?;
+                (4, end)
+            }
+            _ => return None,
+        };
+        (!std::mem::replace(&mut seen[slot], true)).then_some(end)
+    })?;
+    (skip_ws(bytes, end) == bytes.len()).then_some(Config {
+        default,
+        categories,
+    })
+}
+
+/// A string or null at `at`, and the index after it.
+fn optional_str(bytes: &[u8], at: usize) -> Option<(Option<Cow<'_, str>>, usize)> {
+    match literal(bytes, at, b"null") {
+        Some(end) => Some((None, end)),
+        None => read_str(bytes, at).map(|(text, end)| (Some(text), end)),
+    }
+}
+
+/// One rule object at `at`, checked as [`Rule::from_json`] checks it.
+fn parse_rule(bytes: &[u8], at: usize) -> Option<(Rule, usize)> {
+    let mut action = None;
+    let mut fields: [Option<Option<String>>; 3] = [None, None, None];
+    let end = object(bytes, at, |key, at| {
+        if key == "action" {
+            let (text, end) = read_str(bytes, at)?;
+            let parsed = match &*text {
+                "erase" => Action::Erase,
+                "retain" => Action::Retain,
+                "anonymize" => Action::Anonymize,
+                _ => return None,
+            };
+            return action.replace(parsed).is_none().then_some(end);
+        }
+        let slot = ["period", "from", "basis"].iter().position(|k| *k == key)?;
+        let (value, end) = optional_str(bytes, at)?;
+        fields[slot]
+            .replace(value.map(Cow::into_owned))
+            .is_none()
+            .then_some(end)
+    })?;
+    let [period, from, basis] = fields;
+    let raw = RawRule {
+        action: action?,
+        period: period.flatten(),
+        from: from.flatten(),
+        basis: basis.flatten(),
+    };
+    Some((Rule::from_raw(raw).ok()?, end))
+}
+
+/// Which of its rule's answers a record gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Erase,
+    /// The rule's answer with a date (retain, or anonymize until).
+    Dated,
+    /// Anonymize, kept indefinitely.
+    Undated,
+}
+
+/// A UTC date and time as calendar fields.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Civil {
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+}
+
+impl Civil {
+    /// A number ordered like the instants the fields name (fields in range).
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        let date = (u64::from(self.year) * 16 + u64::from(self.month)) * 32 + u64::from(self.day);
+        ((date * 32 + u64::from(self.hour)) * 64 + u64::from(self.minute)) * 64
+            + u64::from(self.second)
+    }
+
+    fn of(t: Timestamp) -> Option<Civil> {
+        let secs = t.unix_seconds();
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let time = secs.rem_euclid(86_400) as u32;
+        Some(Civil {
+            year: u32::try_from(year).ok().filter(|y| *y <= 9999)?,
+            month,
+            day,
+            hour: time / 3600,
+            minute: time / 60 % 60,
+            second: time % 60,
+        })
+    }
+}
+
+/// `Rule::outcome`'s answer for a start date written in UTC (`YYYY-MM-DDTHH:MM:SS`, an
+/// optional fraction, then `Z` or `±00:00`) and a period of whole years and months, computed
+/// on the calendar fields: `Some(Some(end))` when the period ends after `now`, `Some(None)`
+/// when it is over. `None` for every other case (another form or offset, a leap second, days
+/// in the period, an end past 9999), which `Rule::outcome` then handles. Within its cases
+/// it is the same arithmetic as `Timestamp::add_period`: the date is the UTC date, the time
+/// of day is kept, the day is clamped to the end of the target month.
+fn end_of_utc_period(text: &str, period: &Period, now: &Civil) -> Option<Option<[u8; 20]>> {
+    let b = text.as_bytes();
+    if period.days != 0 || b.len() < 20 || b.len() > 64 {
+        return None;
+    }
+    let digits = |from: usize, len: usize| digits(b, from, len);
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let start = Civil {
+        year: digits(0, 4)?,
+        month: digits(5, 2)?,
+        day: digits(8, 2)?,
+        hour: digits(11, 2)?,
+        minute: digits(14, 2)?,
+        second: digits(17, 2)?,
+    };
+    let mut i = 19;
+    if b[i] == b'.' {
+        let fraction = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if fraction == 0 {
+            return None;
+        }
+        i += 1 + fraction;
+    }
+    match &b[i..] {
+        b"Z" | b"+00:00" | b"-00:00" => {}
+        _ => return None,
+    }
+    if !(1..=12).contains(&start.month)
+        || start.day == 0
+        || start.day > days_in_month(i64::from(start.year), start.month)
+        || start.hour > 23
+        || start.minute > 59
+        || start.second > 59
+    {
+        return None;
+    }
+    let months = u64::from(start.year) * 12
+        + u64::from(start.month - 1)
+        + u64::from(period.years) * 12
+        + u64::from(period.months);
+    let year = u32::try_from(months / 12).ok().filter(|y| *y <= 9999)?;
+    let month = (months % 12) as u32 + 1;
+    let end = Civil {
+        year,
+        month,
+        day: start.day.min(days_in_month(i64::from(year), month)),
+        ..start
+    };
+    Some((end.key() > now.key()).then(|| {
+        format_civil(
+            end.year, end.month, end.day, end.hour, end.minute, end.second,
+        )
+    }))
+}
+
+/// The decimal number of `len` ASCII digits at `from`; `None` if any is not a digit.
+#[inline(always)]
+fn digits(b: &[u8], from: usize, len: usize) -> Option<u32> {
+    let mut value = 0;
+    for &c in &b[from..from + len] {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(c - b'0');
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calendar shortcut agrees with `Timestamp` arithmetic wherever it answers.
+    #[test]
+    fn utc_period_end_matches_timestamp_arithmetic() {
+        let now = Timestamp::parse_rfc3339("2025-06-01T12:00:00Z").unwrap();
+        let now_civil = Civil::of(now).unwrap();
+        let periods = [
+            "P1Y", "P7Y", "P12M", "P13M", "P1Y11M", "P0Y", "P10D", "P8000Y",
+        ];
+        let mut answered = 0;
+        // Every 3rd day from 1995 to 2026, at a few times of day, in several spellings.
+        for day in (days_from(1995)..days_from(2026)).step_by(3) {
+            for secs in [0, 1, 43_199, 43_200, 43_201, 86_399] {
+                let t = Timestamp::from_unix_seconds(day * 86_400 + secs);
+                let canonical = t.to_rfc3339();
+                let base = &canonical[..19];
+                for text in [
+                    canonical.clone(),
+                    format!("{base}.123456+00:00"),
+                    format!("{base}-00:00"),
+                    format!("{base}+01:00"),
+                ] {
+                    for p in periods {
+                        let period = Period::parse(p).unwrap();
+                        let expected = t
+                            .add_period(&period)
+                            .ok()
+                            .map(|end| (end > now).then(|| end.rfc3339_bytes().unwrap()));
+                        if let Some(got) = end_of_utc_period(&text, &period, &now_civil) {
+                            answered += 1;
+                            assert_eq!(Some(got), expected, "{text} {p}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(answered > 100_000, "{answered}");
+    }
+
+    fn days_from(year: i64) -> i64 {
+        erasure_rules_sdk::erasure_abi::days_from_civil(year, 1, 1)
+    }
+}
