@@ -202,6 +202,12 @@ impl RuleHost {
             .wasm_multi_memory(false)
             .wasm_memory64(false)
             .wasm_backtrace_max_frames(None)
+            // Smaller precompiled modules, so a backend loads one faster: no map from native
+            // code back to wasm offsets (traps are reported by their code, without a wasm
+            // backtrace), and no native unwind tables (a module imports nothing, so no host
+            // frame ever unwinds through its code).
+            .generate_address_map(false)
+            .native_unwind_info(false)
             .relaxed_simd_deterministic(true)
             .cranelift_nan_canonicalization(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(error_text(&e)))?;
