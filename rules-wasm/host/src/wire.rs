@@ -47,14 +47,8 @@ fn write_hold(out: &mut Vec<u8>, hold: &Hold) {
     out.extend_from_slice(b",\"case\":");
     write_str(out, &hold.case);
     if let Some(categories) = &hold.categories {
-        out.extend_from_slice(b",\"categories\":[");
-        for (i, category) in categories.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_str(out, category);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"categories\":");
+        write_array(out, categories, |out, category| write_str(out, category));
     }
     if let Some(expires_at) = &hold.expires_at {
         out.extend_from_slice(b",\"expires_at\":");
@@ -138,20 +132,27 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
             }
             out.push(b'}');
         }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_array(out, items, write_value),
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         // Exactly as serde_json writes numbers; writing to a Vec cannot fail.
         Value::Number(n) => serde_json::to_writer(&mut *out, n).expect("writes to a Vec"),
     }
+}
+
+/// `[a,b,…]`, each item written by `each`.
+fn write_array<'a, T: 'a>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = &'a T>,
+    mut each: impl FnMut(&mut Vec<u8>, &'a T),
+) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(out, item);
+    }
+    out.push(b']');
 }
