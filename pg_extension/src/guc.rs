@@ -10,8 +10,11 @@ pub static MODULE_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static MODULE_OUTPUT_MB: GucSetting<i32> = GucSetting::<i32>::new(16);
 /// Rows per rule-module call where the data map asks for per-row decisions.
 pub static DECISION_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
-/// Rows `purge_due()` deletes per statement, so no lock is held for long.
+/// Most rows `purge_due()` deletes per statement.
 pub static PURGE_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// Time one `purge_due()` batch aims at, in ms: batches are sized per table from the rows per
+/// millisecond its earlier batches achieved, so no batch holds its locks for long.
+pub static PURGE_BATCH_MS: GucSetting<i32> = GucSetting::<i32>::new(80);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -56,11 +59,21 @@ pub fn register() {
     );
     GucRegistry::define_int_guc(
         c"erasure.purge_batch_rows",
-        c"Rows purge_due() deletes per statement.",
-        c"Smaller batches hold row locks for less time.",
+        c"Most rows purge_due() deletes per statement.",
+        c"Batches are sized to erasure.purge_batch_ms, up to this many rows.",
         &PURGE_BATCH_ROWS,
         1,
         10_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"erasure.purge_batch_ms",
+        c"Time one purge_due() batch aims at, in milliseconds.",
+        c"Each table's batches are sized from the rows per millisecond its earlier batches achieved; a batch holds its row locks until it commits.",
+        &PURGE_BATCH_MS,
+        1,
+        60_000,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -5,9 +5,14 @@
 //! where the previous batch stopped (so deleted rows are never walked twice), deletes the data
 //! rows by key and the ledger chunks by their `ctid`, read in that same statement.
 //! `purge_due(max_batches)` stops after that many batches; `erasure.purge_due_in_batches()`
-//! calls it one batch per transaction, so no lock outlives a batch.
+//! calls it one batch per transaction, so no lock outlives a batch. Batches are sized per table
+//! to take about `erasure.purge_batch_ms` (at most `erasure.purge_batch_rows` rows).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use erasure_core::batch::BatchSizer;
 
 use erasure_core::sql::{quote_ident, quote_literal, quote_table};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
@@ -24,6 +29,12 @@ use crate::guc;
 const NOT_HELD: &str = "(l.case_ref IS NULL OR NOT EXISTS (
         SELECT 1 FROM erasure.legal_holds h
          WHERE h.case_ref = l.case_ref AND h.released_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > now())))";
+
+thread_local! {
+    /// Each table's batch sizer, by (data map id, table): kept across calls, so the one-batch
+    /// calls of `purge_due_in_batches()` size their batches too.
+    static SIZERS: RefCell<HashMap<(i64, usize), BatchSizer>> = RefCell::new(HashMap::new());
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct PurgeCounts {
@@ -86,7 +97,8 @@ pub fn purge_due(
     max_batches: Option<i64>,
 ) -> ExtResult<serde_json::Value> {
     let map = datamap::active(client)?;
-    let batch = guc::PURGE_BATCH_ROWS.get().max(1) as i64;
+    let max_rows = guc::PURGE_BATCH_ROWS.get().max(1) as i64;
+    let budget_ms = f64::from(guc::PURGE_BATCH_MS.get().max(1));
     let mut tables: BTreeMap<String, PurgeCounts> = BTreeMap::new();
     let mut batches: i64 = 0;
     let mut complete = true;
@@ -119,14 +131,29 @@ pub fn purge_due(
                     complete = false;
                     break 'tables;
                 }
-                let mut args: Vec<DatumWithOid> = vec![batch.into()];
+                let sizer_key = (map.id, index);
+                let sizer =
+                    SIZERS.with(|s| s.borrow().get(&sizer_key).copied().unwrap_or_default());
+                let rows = sizer.next(budget_ms, max_rows);
+                let mut args: Vec<DatumWithOid> = vec![rows.into()];
                 if pass == PurgePass::Dated {
                     args.push(after_until.into());
                 }
                 args.push(after_id.into());
+                let started = Instant::now();
                 let row = run(client, &stmt, &args)?.first();
                 let read = row.get::<i64>(1)?.unwrap_or(0);
-                counts.purged += row.get::<i64>(2)?.unwrap_or(0);
+                let deleted = row.get::<i64>(2)?.unwrap_or(0);
+                counts.purged += deleted;
+                if read > 0 {
+                    let ms = started.elapsed().as_secs_f64() * 1e3;
+                    SIZERS.with(|s| {
+                        s.borrow_mut()
+                            .entry(sizer_key)
+                            .or_default()
+                            .observe(deleted, ms)
+                    });
+                }
                 // A probe that found nothing due is no batch (and holds no row lock); it ends
                 // the pass, since chunk sizes vary and a short batch proves nothing.
                 if read == 0 {
