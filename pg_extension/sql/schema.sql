@@ -89,6 +89,8 @@ CREATE TABLE erasure.ledger_chunks (
     request_id    bigint NOT NULL,
     table_name    text NOT NULL,
     row_keys      bigint[] NOT NULL CHECK (cardinality(row_keys) BETWEEN 1 AND 1000),
+    -- Kept rows in the chunk, so counting and batching never read (detoast) the keys.
+    row_count     integer GENERATED ALWAYS AS (cardinality(row_keys)) STORED,
     action        text NOT NULL CHECK (action IN ('retained', 'anonymized', 'held')),
     until         timestamptz,
     basis         text,

@@ -160,7 +160,7 @@ fn ledger_chunks_insert(r: usize) -> String {
          SELECT ${}, ${}, array_agg(c.key ORDER BY c.key), ${}, ${}::timestamptz, ${}, ${}, ${} \
            FROM (SELECT k.key, (row_number() OVER (ORDER BY k.key) - 1) / {LEDGER_CHUNK_KEYS} AS chunk FROM k) c \
           GROUP BY c.chunk \
-         RETURNING cardinality(row_keys)",
+         RETURNING row_count",
         r + 1,
         r + 2,
         r + 3,

@@ -68,12 +68,12 @@ fn batch_sql(table: &str, key: &str, pass: PurgePass) -> String {
         // guesses of the batch size (a join could pick a scan of a large table).
         "WITH due AS MATERIALIZED (
               SELECT s.tid, s.id, s.until, s.row_keys FROM (
-                  SELECT l.ctid AS tid, l.id, l.until, l.row_keys,
-                         sum(cardinality(l.row_keys)) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS upto
+                  SELECT l.ctid AS tid, l.id, l.until, l.row_keys, l.row_count,
+                         sum(l.row_count) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS upto
                     FROM erasure.ledger_chunks l
                    WHERE l.table_name = {name} AND {due} AND {NOT_HELD}
                    ORDER BY {order} LIMIT $1) s
-               WHERE s.upto - cardinality(s.row_keys) < $1),
+               WHERE s.upto - s.row_count < $1),
               gone AS (DELETE FROM {tbl} t WHERE t.{key} = ANY (ARRAY(SELECT unnest(d.row_keys) FROM due d)) RETURNING 1),
               settled AS (DELETE FROM erasure.ledger_chunks l WHERE l.ctid = ANY (ARRAY(SELECT tid FROM due)) RETURNING 1)
          SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM gone), (SELECT count(*) FROM settled),
@@ -90,6 +90,33 @@ fn batch_sql(table: &str, key: &str, pass: PurgePass) -> String {
     )
 }
 
+/// Indexes (into `delete_order`) of the tables that have due ledger chunks, in delete order:
+/// one statement, so a call does not run every table's batch statement to find out.
+fn due_tables(client: &SpiClient<'_>, delete_order: &[String]) -> ExtResult<Vec<usize>> {
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("purge_due_tables"),
+        || {
+            format!(
+                "SELECT t.i FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
+                  WHERE EXISTS (SELECT 1 FROM erasure.ledger_chunks l
+                                 WHERE l.table_name = t.name AND l.until <= now() AND {NOT_HELD})
+                     OR EXISTS (SELECT 1 FROM erasure.ledger_chunks l
+                                 WHERE l.table_name = t.name AND l.until IS NULL AND l.action = 'held' AND {NOT_HELD})
+                  ORDER BY t.i"
+            )
+        },
+        || vec![PgOid::from(pg_sys::TEXTARRAYOID)],
+    )?;
+    let mut out = Vec::new();
+    for row in client.select(&*stmt, None, &[delete_order.to_vec().into()])? {
+        if let Some(i) = row.get::<i64>(1)? {
+            out.push((i - 1) as usize);
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes what is due, at most `max_batches` batches (all of it when `None`). The result says
 /// per table what was purged and what is still kept, and whether everything due was reached.
 pub fn purge_due(
@@ -102,7 +129,8 @@ pub fn purge_due(
     let mut tables: BTreeMap<String, PurgeCounts> = BTreeMap::new();
     let mut batches: i64 = 0;
     let mut complete = true;
-    'tables: for (index, table) in map.map.delete_order.iter().enumerate() {
+    'tables: for index in due_tables(client, &map.map.delete_order)? {
+        let table = &map.map.delete_order[index];
         let spec = map.map.table(table);
         let counts = tables.entry(table.clone()).or_default();
         for pass in [PurgePass::Dated, PurgePass::Undated] {
@@ -166,16 +194,21 @@ pub fn purge_due(
                 after_id = row.get::<i64>(5)?.unwrap_or(i64::MAX);
             }
         }
-        counts.still_held = client
-            .select(
-                "SELECT coalesce(sum(cardinality(row_keys)), 0)::bigint FROM erasure.ledger_chunks WHERE table_name = $1",
-                None,
-                &[table.as_str().into()],
-            )?
-            .first()
-            .get_one::<i64>()?;
     }
-    // Tables not reached in a limited call are left out rather than reported as clean.
+    if complete {
+        // What the ledger still keeps, per table, in one statement.
+        for row in client.select(
+            "SELECT table_name, sum(row_count)::bigint FROM erasure.ledger_chunks GROUP BY table_name",
+            None,
+            &[],
+        )? {
+            if let Some(table) = row.get::<String>(1)? {
+                tables.entry(table).or_default().still_held = row.get::<i64>(2)?;
+            }
+        }
+    }
+    // A limited call that stopped reports what it purged; what is still kept only a complete
+    // call reports.
     tables.retain(|_, c| c.purged > 0 || c.still_held.unwrap_or(0) > 0);
     let total: i64 = tables.values().map(|c| c.purged).sum();
     if total > 0 || complete {
