@@ -1,7 +1,7 @@
 use erasure_core::subject::Subject;
 use pgrx::prelude::*;
 
-use crate::engine::{modules::audit, request::subject_salt};
+use crate::engine::{context, modules::audit};
 use crate::error::{ExtError, ExtResult, OrRaise};
 
 /// Places a legal hold: the subject's data (or, for `org:`, the organization's) is kept by
@@ -19,7 +19,7 @@ fn place_hold(
         ExtError::InvalidArgument("case_ref must be 1 to 200 characters".into()).raise();
     }
     Spi::connect_mut(|client| -> ExtResult<i64> {
-        let hash = subject.hash(&subject_salt(client)?);
+        let hash = subject.hash(&context::current(client)?.salt);
         let org = match (subject.kind, &subject.value) {
             (erasure_core::subject::SubjectKind::Org, erasure_core::subject::SubjectValue::Id(id)) => Some(*id),
             _ => org_id,

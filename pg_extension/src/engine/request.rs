@@ -40,13 +40,17 @@ struct Identity {
 }
 
 /// Everything a request needs before it starts: a new id and confirmation code (only for a
-/// real request: a preview takes no id), the subject-hash salt, and the active data map,
+/// real request: a preview takes neither), the subject-hash salt, and the active data map,
 /// modules and time. No statement runs unless the backend's cached context was invalidated.
 fn new_identity(client: &SpiClient<'_>, real: bool) -> ExtResult<Identity> {
     let ctx = context::current(client)?;
     Ok(Identity {
         request_id: if real { ctx.next_request_id() } else { 0 },
-        confirmation_code: context::confirmation_code()?,
+        confirmation_code: if real {
+            context::confirmation_code()?
+        } else {
+            String::new()
+        },
         engine: EngineContext {
             map_id: ctx.map_id,
             any_active_hold: ctx.any_active_hold,
@@ -55,15 +59,6 @@ fn new_identity(client: &SpiClient<'_>, real: bool) -> ExtResult<Identity> {
         },
         salt: ctx.salt,
     })
-}
-
-/// The installation's subject-hash salt.
-pub fn subject_salt(client: &SpiClient<'_>) -> ExtResult<String> {
-    Ok(client
-        .select("SELECT subject_salt FROM erasure.settings", None, &[])?
-        .first()
-        .get_one::<String>()?
-        .unwrap_or_default())
 }
 
 /// `request_erasure`: erases, records the request, returns the report. On any error the

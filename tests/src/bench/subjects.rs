@@ -7,21 +7,17 @@ use serde_json::{json, Value};
 
 use super::util::{fail, R};
 
-/// The tables a contact erasure touches, leaf first (the order the hand-written SQL deletes in).
-pub const CONTACT_TABLES: [&str; 12] = [
-    "media",
-    "messages",
-    "ai_logs",
-    "ai_prompt_cache",
-    "order_items",
-    "orders",
-    "reorder_cycles",
-    "lifecycle_events",
-    "contact_labels",
-    "segment_members",
-    "conversations",
-    "contacts",
-];
+/// The tables a contact erasure touches, leaf first (the order the hand-written SQL deletes in):
+/// the first twelve of every CRM table's leaf-first order.
+pub const CONTACT_TABLES: [&str; 12] = {
+    let mut t = [""; 12];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = super::orgs::ORG_TABLES[i];
+        i += 1;
+    }
+    t
+};
 
 pub type Counts = [i64; 12];
 
