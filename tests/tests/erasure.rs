@@ -186,6 +186,42 @@ fn contact_erasure_removes_everything_and_only_that() {
 }
 
 #[test]
+fn the_report_times_and_audit_entry_match_the_request_row() {
+    let mut db = TestDb::new("report_times");
+    let p = make_contact(&mut db, 1, "carol", "+4915133333333");
+    // Erase in a session whose own plan settings must come back unchanged.
+    db.client
+        .batch_execute("SET plan_cache_mode = force_custom_plan")
+        .unwrap();
+    let report = erase(&mut db, &format!("contact:{}", p.contact));
+    let mode: String = db
+        .client
+        .query_one("SHOW plan_cache_mode", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "force_custom_plan");
+    let row = db.json(
+        "SELECT jsonb_build_object(
+                'completed_at', to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                'backups_purged_by', to_char(backups_purged_by AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                'rotation_days', extract(epoch FROM backups_purged_by - requested_at) / 86400,
+                'audit', (SELECT detail FROM erasure.audit_log a WHERE a.request_id = r.id AND event = 'erasure_completed'))
+           FROM erasure.requests r WHERE id = ($1::jsonb ->> 'request_id')::bigint",
+        &[&report],
+    );
+    assert_eq!(row["completed_at"], report["completed_at"]);
+    assert_eq!(row["backups_purged_by"], report["backups_purged_by"]);
+    assert_eq!(row["rotation_days"].as_f64(), Some(30.0));
+    assert_eq!(row["audit"]["totals"], report["totals"]);
+    assert_eq!(row["audit"]["modules"], report["modules"]);
+    assert_eq!(row["audit"]["subject_kind"], "contact");
+    assert_eq!(
+        row["audit"]["subject_hash"].as_str().map(str::len),
+        Some(64)
+    );
+}
+
+#[test]
 fn end_customer_data_occurs_nowhere_after_erasure() {
     let mut db = TestDb::new("nowhere");
     let p = make_contact(&mut db, 2, "carol", "+4915133333333");

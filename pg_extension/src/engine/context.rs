@@ -119,13 +119,28 @@ pub fn confirmation_code() -> ExtResult<String> {
     Ok(format!("ER-{}", hex::encode_upper(bytes)))
 }
 
-/// The transaction's start time, as the modules see it: RFC 3339, UTC, whole seconds.
-pub fn transaction_time() -> String {
+/// The transaction's start time (`now()`).
+pub fn transaction_start() -> pg_sys::TimestampTz {
     // SAFETY: reads a field of the current transaction's state.
-    let ts = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
+}
+
+/// The current time (`clock_timestamp()`).
+pub fn clock_time() -> pg_sys::TimestampTz {
+    // SAFETY: reads the system clock; no state is touched.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// A PostgreSQL timestamp as RFC 3339, UTC, whole seconds (what reports and modules show).
+pub fn rfc3339(ts: pg_sys::TimestampTz) -> String {
     // PostgreSQL counts microseconds from 2000-01-01; Unix seconds are 946 684 800 more.
     let secs = ts.div_euclid(1_000_000) + 946_684_800;
     erasure_abi::Timestamp::from_unix_seconds(secs).to_rfc3339()
+}
+
+/// The transaction's start time, as the modules see it.
+pub fn transaction_time() -> String {
+    rfc3339(transaction_start())
 }
 
 /// `erasure.context_changed()`'s work: queue a relcache invalidation of `relid`, so every

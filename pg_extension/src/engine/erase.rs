@@ -376,7 +376,7 @@ impl Erasure<'_> {
         };
         let mut args = root_args(self.plan, &self.roots);
         args.push(self.info.request_id.into());
-        let row = run(client, &stmt, &args)?.first();
+        let row = super::statements::with_generic_plans(|| run(client, &stmt, &args))?.first();
         for (i, step) in self.plan.steps.iter().enumerate() {
             let n = row.get::<i64>(i + 1)?.unwrap_or(0);
             if self.map.map.table(&step.table).outbox.is_some() {

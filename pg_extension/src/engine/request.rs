@@ -2,14 +2,16 @@
 //! report, and the record of a failed request, which must survive the rollback of its erasure.
 
 use erasure_core::subject::Subject;
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use serde::Serialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 use super::context;
-use super::erase::{erase, EngineContext, Outcome, RequestInfo};
+use super::erase::{erase, EngineContext, Outcome, RequestInfo, TableCounts};
 use super::failures::{self, FailedRequest};
 use super::jsonb_datum::JsonbDatum;
 use super::statements::{oids, prepared, run, StatementId};
@@ -93,8 +95,11 @@ pub fn request_erasure(subject: &str, org_id: Option<i64>, source: &str) -> Json
     })
 }
 
+/// How long after a request its data may still be in backups: they rotate within 30 days.
+const BACKUP_ROTATION_US: i64 = 30 * 24 * 3600 * 1_000_000;
+
 /// The report `request_erasure` returns and stores: the erasure's outcome and the request's
-/// identity; `completed_at` and `backups_purged_by` are added by the statement that records it.
+/// identity.
 #[derive(Serialize)]
 struct Report<'a> {
     #[serde(flatten)]
@@ -103,6 +108,21 @@ struct Report<'a> {
     confirmation_code: &'a str,
     status: &'static str,
     source: &'a str,
+    completed_at: String,
+    backups_purged_by: String,
+}
+
+/// The audit trail's entry for a completed request: hashes and counts, nothing personal.
+#[derive(Serialize)]
+struct AuditDetail<'a> {
+    subject_kind: &'a str,
+    subject_hash: &'a str,
+    totals: &'a TableCounts,
+    modules: &'a BTreeMap<String, String>,
+}
+
+fn to_json<T: Serialize>(value: &T) -> ExtResult<String> {
+    serde_json::to_string(value).map_err(|e| ExtError::Internal(e.to_string()))
 }
 
 fn record_completed(
@@ -121,17 +141,27 @@ fn record_completed(
         source,
     };
     let outcome = erase(client, &info, &identity.engine)?;
-    // Serialised straight to text and parsed once, by the INSERT; the stored jsonb is what is
-    // returned.
-    let report = serde_json::to_string(&Report {
+    // The times are taken here once, so the report's texts and the row's columns agree; every
+    // value is plain text or bytes, parsed once by the INSERT, and the stored report is returned.
+    let completed_at = context::clock_time();
+    let backups_purged_by = context::transaction_start() + BACKUP_ROTATION_US;
+    let report = to_json(&Report {
         outcome: &outcome,
         request_id: identity.request_id,
         confirmation_code: &identity.confirmation_code,
         status: "completed",
         source,
-    })
-    .map_err(|e| ExtError::Internal(e.to_string()))?;
-    // The request row and its audit entry, in one statement.
+        completed_at: context::rfc3339(completed_at),
+        backups_purged_by: context::rfc3339(backups_purged_by),
+    })?;
+    let audit = to_json(&AuditDetail {
+        subject_kind: subject.kind.as_str(),
+        subject_hash: &hash,
+        totals: &outcome.totals,
+        modules: &outcome.modules,
+    })?;
+    let decision_log =
+        serde_json::to_vec(&outcome.decision_log).map_err(|e| ExtError::Internal(e.to_string()))?;
     let stmt = prepared(
         client,
         StatementId::Fixed("insert_request"),
@@ -140,19 +170,12 @@ fn record_completed(
                 INSERT INTO erasure.requests (id, confirmation_code, status, subject_kind, subject_hash, org_id, source,
                                               requested_at, acknowledge_by, complete_by, completed_at, backups_purged_by, report,
                                               decision_log)
-                SELECT $1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
-                       c.at, now() + interval '30 days',
-                       $7::jsonb || jsonb_build_object(
-                           'completed_at', to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                           'backups_purged_by', to_char((now() + interval '30 days') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')),
-                       $8
-                  FROM (SELECT clock_timestamp() AS at) c
+                VALUES ($1, $2, 'completed', $3, $4, $5, $6, now(), now() + interval '7 days', now() + interval '30 days',
+                        $7, $8, $9::jsonb, $10)
                 RETURNING report),
              a AS (
                 INSERT INTO erasure.audit_log (event, request_id, detail)
-                SELECT 'erasure_completed', $1, jsonb_build_object('subject_kind', $3::text, 'subject_hash', $4::text,
-                        'totals', r.report -> 'totals', 'modules', r.report -> 'modules')
-                  FROM r)
+                VALUES ('erasure_completed', $1, $11::jsonb))
              SELECT report FROM r"
                 .into()
         },
@@ -164,13 +187,17 @@ fn record_completed(
                 pg_sys::TEXTOID,
                 pg_sys::INT8OID,
                 pg_sys::TEXTOID,
+                pg_sys::TIMESTAMPTZOID,
+                pg_sys::TIMESTAMPTZOID,
                 pg_sys::TEXTOID,
                 pg_sys::BYTEAOID,
+                pg_sys::TEXTOID,
             ])
         },
     )?;
-    let decision_log =
-        serde_json::to_vec(&outcome.decision_log).map_err(|e| ExtError::Internal(e.to_string()))?;
+    let timestamp = |ts: pg_sys::TimestampTz| {
+        TimestampWithTimeZone::try_from(ts).map_err(|e| ExtError::Internal(e.to_string()))
+    };
     let row = run(
         client,
         &stmt,
@@ -181,8 +208,11 @@ fn record_completed(
             hash.as_str().into(),
             org_id.into(),
             source.into(),
+            timestamp(completed_at)?.into(),
+            timestamp(backups_purged_by)?.into(),
             report.as_str().into(),
             decision_log.into(),
+            audit.as_str().into(),
         ],
     )?
     .first();

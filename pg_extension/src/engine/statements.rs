@@ -111,3 +111,32 @@ pub fn run<'conn>(
 ) -> ExtResult<SpiTupleTable<'conn>> {
     Ok(client.update(stmt, None, args)?)
 }
+
+/// Runs `f` with `plan_cache_mode = force_generic_plan`, as a function's `SET` clause would.
+///
+/// For statements whose plan does not depend on the parameters' values (the erase-all statement
+/// of one contact): PostgreSQL otherwise plans the first five executions of every backend for
+/// their values, and planning that statement costs far more than running it.
+pub fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a new GUC nest level and a value saved in it, like fmgr does for a function's SET
+    // clause; the name and value are valid C strings. An error inside `f` aborts the
+    // (sub)transaction, whose cleanup pops the nest level.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"plan_cache_mode".as_ptr(),
+            c"force_generic_plan".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let out = f();
+    // SAFETY: pops exactly the nest level pushed above, restoring plan_cache_mode.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    out
+}
