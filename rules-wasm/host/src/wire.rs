@@ -35,42 +35,10 @@ pub(crate) fn encode_input(input: &EvalInput) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        // Each record's strings live in their own heap blocks, usually out of cache by the
-        // time a batch is written: ask for a later record's ones while this one is written.
-        if let Some(ahead) = input.records.get(i + PREFETCH_AHEAD) {
-            prefetch(ahead.table.as_ptr());
-            prefetch(ahead.category.as_ptr());
-        }
-        // The attribute's strings hang off its map's node, which has to be read to find
-        // them; a few records ahead, that read overlaps with writing this record.
-        if let Some(ahead) = input.records.get(i + PREFETCH_AHEAD / 2) {
-            if let Some((key, value)) = ahead.attrs.iter().next() {
-                prefetch(key.as_ptr());
-                if let Value::String(text) = value {
-                    prefetch(text.as_ptr());
-                }
-            }
-        }
         write_record(&mut out, record, &mut memo);
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-/// How many records ahead [`encode_input`] asks for the memory of.
-const PREFETCH_AHEAD: usize = 8;
-
-/// A hint to load the cache line at `ptr`; it never faults, whatever `ptr` is.
-#[inline(always)]
-fn prefetch(ptr: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of x86_64, and a prefetch only hints: it reads nothing and
-    // cannot fault, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
 }
 
 fn write_hold(out: &mut Vec<u8>, hold: &Hold) {
