@@ -913,3 +913,177 @@ fn fast_output_decoder_agrees_with_serde_on_varied_answers() {
         );
     }
 }
+
+/// Where one batched call's time goes, stage by stage, on the `make bench` input (run with
+/// `cargo test --release -p erasure-rule-host stage_times -- --ignored --nocapture` after
+/// `make modules`). Diagnostic only: it asserts nothing about speed.
+#[test]
+#[ignore]
+fn stage_times() {
+    use std::time::Instant;
+    let Some(wasm) = built_module("erasure_rule_retention") else {
+        eprintln!("retention module not built; run `make modules`");
+        return;
+    };
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/retention/eu-gdpr.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let host = host();
+    let prepared = host
+        .prepare(&wasm, &config, "retention", &Limits::default())
+        .unwrap();
+    // SAFETY: `prepare`'s own output, unaltered.
+    let module = unsafe { host.load_precompiled(&prepared.precompiled) }.unwrap();
+    let limits = Limits {
+        fuel: 200_000_000,
+        memory_bytes: 16 << 20,
+        output_bytes: 16 << 20,
+    };
+    let now_s = 1_764_000_000i64;
+    let batch = 5000i64;
+    let span = 3652 * 86_400i64;
+    let records = (0..batch)
+        .map(|i| {
+            let issued = now_s - span * i / batch - 3600;
+            let mut attrs = Map::new();
+            attrs.insert(
+                "issued_at".into(),
+                json!(Timestamp::from_unix_seconds(issued).to_rfc3339()),
+            );
+            Record {
+                table: "invoices".into(),
+                category: "invoice".into(),
+                attrs,
+                group: false,
+            }
+        })
+        .collect();
+    let mut input = input(records);
+    input.slot = "retention".into();
+    input.config = config;
+    input.now = Timestamp::from_unix_seconds(now_s).to_rfc3339();
+
+    const STAGES: [&str; 8] = [
+        "encode input",
+        "store + instantiate",
+        "guest alloc",
+        "write input",
+        "guest evaluate",
+        "decode output",
+        "drop decisions",
+        "drop store",
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
+    let mut sizes = (0, 0, 0, 0);
+    for _ in 0..40 {
+        let mut t = Instant::now();
+        let mut lap = |stage: usize, samples: &mut Vec<Vec<f64>>| {
+            samples[stage].push(t.elapsed().as_secs_f64() * 1e9 / batch as f64);
+            t = Instant::now();
+        };
+        let json = wire::encode_input(&input);
+        lap(0, &mut samples);
+        let mut store = host.new_store(&limits).unwrap();
+        let instance = module.pre.instantiate(&mut store).unwrap();
+        let memory = instance.get_memory(&mut store, "memory").unwrap();
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "alloc")
+            .unwrap();
+        let evaluate = instance
+            .get_typed_func::<(i32, i32), i64>(&mut store, "evaluate")
+            .unwrap();
+        lap(1, &mut samples);
+        let ptr = alloc.call(&mut store, json.len() as i32).unwrap();
+        lap(2, &mut samples);
+        memory
+            .write(&mut store, ptr as u32 as usize, &json)
+            .unwrap();
+        lap(3, &mut samples);
+        let fuel_before = store.get_fuel().unwrap_or(0);
+        let packed = evaluate.call(&mut store, (ptr, json.len() as i32)).unwrap() as u64;
+        lap(4, &mut samples);
+        let fuel_used = fuel_before - store.get_fuel().unwrap_or(0);
+        let (out_ptr, out_len) = ((packed >> 32) as usize, packed as u32 as usize);
+        let decisions =
+            decode_output(&memory.data(&store)[out_ptr..out_ptr + out_len], 5000).unwrap();
+        lap(5, &mut samples);
+        sizes = (json.len(), out_len, memory.data_size(&store), fuel_used);
+        drop(decisions);
+        lap(6, &mut samples);
+        drop(store);
+        lap(7, &mut samples);
+    }
+    let median = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    let mut total = 0.0;
+    for (stage, v) in STAGES.iter().zip(&samples) {
+        let m = median(v);
+        total += m;
+        eprintln!("{stage:>20}: {m:7.1} ns/record");
+    }
+    eprintln!("{:>20}: {total:7.1} ns/record (sum of medians)", "total");
+    eprintln!(
+        "input {} B, output {} B, memory {} B, fuel {} ({} per record)",
+        sizes.0,
+        sizes.1,
+        sizes.2,
+        sizes.3,
+        sizes.3 / batch as u64
+    );
+}
+
+/// Where a precompiled load's time goes (diagnostic, like [`stage_times`]).
+#[test]
+#[ignore]
+fn load_stage_times() {
+    use std::time::Instant;
+    let Some(wasm) = built_module("erasure_rule_retention") else {
+        return;
+    };
+    let host = host();
+    let prepared = host
+        .prepare(&wasm, &retention_config(), "retention", &Limits::default())
+        .unwrap();
+    let mut samples = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let reps = std::env::var("LOAD_REPS").map_or(40, |r| r.parse().unwrap());
+    for _ in 0..reps {
+        let t = Instant::now();
+        // SAFETY: `prepare`'s own output, unaltered.
+        let module = unsafe { Module::deserialize(&host.engine, &prepared.precompiled) }.unwrap();
+        let t1 = Instant::now();
+        check_interface(&module).unwrap();
+        let t2 = Instant::now();
+        let pre = Linker::<Guard>::new(&host.engine)
+            .instantiate_pre(&module)
+            .unwrap();
+        let t3 = Instant::now();
+        drop((pre, module));
+        let t4 = Instant::now();
+        for (i, (a, b)) in [(t, t1), (t1, t2), (t2, t3), (t3, t4)].iter().enumerate() {
+            samples[i].push((*b - *a).as_secs_f64() * 1e3);
+        }
+    }
+    for (name, v) in ["deserialize", "check interface", "instantiate_pre", "drop"]
+        .iter()
+        .zip(samples.iter_mut())
+    {
+        v.sort_by(f64::total_cmp);
+        eprintln!(
+            "{name:>16}: median {:.3} ms, min {:.3} ms",
+            v[v.len() / 2],
+            v[0]
+        );
+    }
+    eprintln!(
+        "precompiled {} B, wasm {} B",
+        prepared.precompiled.len(),
+        wasm.len()
+    );
+}

@@ -442,4 +442,64 @@ mod tests {
     fn days_from(year: i64) -> i64 {
         erasure_rules_sdk::erasure_abi::days_from_civil(year, 1, 1)
     }
+
+    /// The fast path's native speed on `make bench`'s input, to set the wasm engine's share
+    /// of a call apart (`cargo test --release -p erasure-rule-retention native_speed --
+    /// --ignored --nocapture`). Diagnostic only.
+    #[test]
+    #[ignore]
+    fn native_speed() {
+        use erasure_rules_sdk::{EvalInput, Record, ABI_VERSION};
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../policies/retention/eu-gdpr.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let now = 1_764_000_000i64;
+        let span = 3652 * 86_400i64;
+        let records = (0..5000)
+            .map(|i| {
+                let issued = now - span * i / 5000 - 3600;
+                let mut attrs = serde_json::Map::new();
+                attrs.insert(
+                    "issued_at".into(),
+                    Timestamp::from_unix_seconds(issued).to_rfc3339().into(),
+                );
+                Record {
+                    table: "invoices".into(),
+                    category: "invoice".into(),
+                    attrs,
+                    group: false,
+                }
+            })
+            .collect();
+        let input = serde_json::to_vec(&EvalInput {
+            abi: ABI_VERSION,
+            slot: "retention".into(),
+            now: Timestamp::from_unix_seconds(now).to_rfc3339(),
+            config,
+            request: serde_json::json!({"request_id": 1}),
+            holds: vec![],
+            records,
+        })
+        .unwrap();
+        let mut times = Vec::new();
+        let reps = std::env::var("REPS").map_or(100, |r| r.parse().unwrap());
+        for _ in 0..reps {
+            let t = std::time::Instant::now();
+            let mut out = Vec::new();
+            assert!(evaluate_json(&input, &mut out));
+            std::hint::black_box(&out);
+            times.push(t.elapsed().as_secs_f64() * 1e9 / 5000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        eprintln!(
+            "native fast path: median {:.1} ns/record, min {:.1}",
+            times[reps / 2],
+            times[0]
+        );
+    }
 }
