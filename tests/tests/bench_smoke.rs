@@ -38,7 +38,7 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
     let runs = r["contact_erasure"]["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     for run in runs {
-        for v in ["floor", "cascade", "pg_erasure", "limit", "statement_nofk"] {
+        for v in ["floor", "cascade", "pg_erasure", "limit", "statements_nofk"] {
             let lat = run["variants"][v]["latencies_ms"].as_array().unwrap();
             assert_eq!(lat.len() as u64, subjects, "{v}");
             assert!(lat.iter().all(|x| x.as_f64().unwrap() > 0.0), "{v}");
@@ -56,7 +56,7 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
         assert_eq!(rows("floor"), rows("cascade"));
         assert_eq!(rows("floor"), rows("limit"));
         // pg_erasure's statement on crm_nofk erased pg_erasure's subjects.
-        assert_eq!(rows("pg_erasure"), rows("statement_nofk"));
+        assert_eq!(rows("pg_erasure"), rows("statements_nofk"));
     }
     assert_eq!(
         r["checks"]["contact_erasures_checked"].as_u64().unwrap(),

@@ -198,60 +198,9 @@ pub fn erase_unreferenced(
     )
 }
 
-/// The whole plan as one statement of data-modifying CTEs, for the common case where every
-/// table's rows are simply erased (an end-customer without holds): one plan, one snapshot, one
-/// executor run instead of one per table. Every CTE reads the same snapshot, so each child's
-/// scope still sees its parents; the foreign-key checks run at the end of the statement, when
-/// children and parents are gone alike, so referential integrity is checked as before and the
-/// CRM's own triggers fire as before. Returns `None` for plans with detach steps (an UPDATE and
-/// a DELETE of the same row in one statement would race) or per-row decisions.
-///
-/// Own params after the roots: the request id (for the outbox). Returns one row: the number of
-/// rows erased per step, in step order.
-pub fn erase_all(map: &DataMap, plan: &Plan) -> Option<String> {
-    let simple = plan
-        .steps
-        .iter()
-        .all(|s| s.action == StepAction::Own && map.table(&s.table).attrs.is_empty());
-    if !simple || plan.steps.is_empty() {
-        return None;
-    }
-    let request_param = plan.roots.len() + 1;
-    let mut ctes = Vec::new();
-    let mut counts = Vec::new();
-    for (i, step) in plan.steps.iter().enumerate() {
-        let spec = map.table(&step.table);
-        let tbl = quote_table(&step.table);
-        match &spec.outbox {
-            Some(col) => {
-                ctes.push(format!(
-                    "d{i} AS (DELETE FROM {tbl} t WHERE {} RETURNING t.{} AS object_key)",
-                    step.scope,
-                    quote_ident(col)
-                ));
-                ctes.push(format!(
-                    "o{i} AS (INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
-                     SELECT ${request_param}, {}, object_key FROM d{i})",
-                    crate::sql::quote_literal(&step.table)
-                ));
-            }
-            None => ctes.push(format!(
-                "d{i} AS (DELETE FROM {tbl} t WHERE {} RETURNING 1)",
-                step.scope
-            )),
-        }
-        counts.push(format!("(SELECT count(*) FROM d{i})"));
-    }
-    Some(format!(
-        "WITH {} SELECT {}",
-        ctes.join(",\n     "),
-        counts.join(", ")
-    ))
-}
-
 /// What an erasure of `plan`'s subject kind runs, for people and tools (`erasure.explain_plan`):
-/// the root look-ups, each step children first with its scope, and the single statement an
-/// erasure runs when every row is simply erased (`null` when the plan does not allow one).
+/// the root look-ups, then each step, children first, with its scope and the statement that
+/// erases its rows (or, for a detach step, unlinks them) when the rules keep none of them.
 pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
     let steps: Vec<serde_json::Value> = plan
         .steps
@@ -263,7 +212,16 @@ pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
                     serde_json::json!({"detach": column, "from": parent})
                 }
             };
-            serde_json::json!({"table": s.table, "action": action, "scope": s.scope})
+            let kind = match s.action {
+                StepAction::Own => StatementKind::Erase,
+                StepAction::Detach { .. } => StatementKind::Detach,
+            };
+            serde_json::json!({
+                "table": s.table,
+                "action": action,
+                "scope": s.scope,
+                "sql": build(map, plan, s, kind),
+            })
         })
         .collect();
     let roots: Vec<serde_json::Value> = plan
@@ -275,6 +233,5 @@ pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
         "subject_kind": plan.kind.as_str(),
         "roots": roots,
         "steps": steps,
-        "single_statement": erase_all(map, plan),
     })
 }

@@ -4,7 +4,7 @@
 use erasure_core::catalog::{Catalog, ColumnFacts, ForeignKey, TableFacts};
 use erasure_core::datamap::{qualified, DataMap, DataMapDoc};
 use erasure_core::plan::{Plan, RootStyle, StepAction};
-use erasure_core::statements::{build, erase_all, StatementKind};
+use erasure_core::statements::{build, describe, StatementKind};
 use erasure_core::subject::SubjectKind;
 use erasure_core::CoreError;
 use serde_json::json;
@@ -371,33 +371,32 @@ fn refuses_maps_that_disagree_with_the_catalog() {
 }
 
 #[test]
-fn whole_plan_statement_only_where_every_step_simply_erases() {
+fn describe_shows_each_step_with_the_statement_it_runs() {
     let map = load(small_map()).unwrap();
     let contact = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
-    let sql = erase_all(&map, &contact).expect("contact plans erase in one statement");
-    for (i, step) in contact.steps.iter().enumerate() {
-        assert!(
-            sql.contains(&format!(
-                "d{i} AS (DELETE FROM {}",
-                erasure_core::sql::quote_table(&step.table)
-            )),
-            "{sql}"
+    let d = describe(&map, &contact);
+    let steps = d["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), contact.steps.len());
+    for (json, step) in steps.iter().zip(&contact.steps) {
+        assert_eq!(
+            json["sql"].as_str().unwrap(),
+            build(&map, &contact, step, StatementKind::Erase)
         );
     }
+    let media = steps.iter().find(|s| s["table"] == "media").unwrap();
     assert!(
-        sql.contains("INSERT INTO erasure.storage_outbox"),
-        "media keys still queued: {sql}"
+        media["sql"]
+            .as_str()
+            .unwrap()
+            .contains("INSERT INTO erasure.storage_outbox"),
+        "media keys queued: {media}"
     );
-    assert!(sql.contains("$2"), "request id after the one root: {sql}");
-    // Detach steps (user) and per-row decisions (org: invoices, audit) go step by step.
-    assert!(erase_all(
-        &map,
-        &Plan::build(&map, SubjectKind::User, RootStyle::Scalar).unwrap()
-    )
-    .is_none());
-    assert!(erase_all(
-        &map,
-        &Plan::build(&map, SubjectKind::Org, RootStyle::Scalar).unwrap()
-    )
-    .is_none());
+    // A user's conversations are detached, not erased: the step shows its UPDATE.
+    let user = Plan::build(&map, SubjectKind::User, RootStyle::Scalar).unwrap();
+    let d = describe(&map, &user);
+    assert!(d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["sql"].as_str().unwrap().starts_with("UPDATE ")));
 }

@@ -62,8 +62,8 @@ fn purge_due(max_batches: default!(Option<i64>, "NULL")) -> JsonB {
     Spi::connect_mut(|client| purge::purge_due(client, max_batches).map(JsonB)).or_raise()
 }
 
-/// What an erasure of a subject kind runs under the active data map: root look-ups, the steps
-/// children first with their scopes, and the single statement of the all-erase case.
+/// What an erasure of a subject kind runs under the active data map: root look-ups, then the
+/// steps children first, each with its scope and the statement that erases (or detaches) its rows.
 #[pg_extern(security_definer, stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn explain_plan(subject_kind: &str) -> JsonB {

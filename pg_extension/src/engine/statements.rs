@@ -32,11 +32,6 @@ pub enum StatementId {
         table: usize,
         pass: PurgePass,
     },
-    EraseAll {
-        map_id: i64,
-        kind: erasure_core::subject::SubjectKind,
-        style: erasure_core::plan::RootStyle,
-    },
 }
 
 /// The two walks of `purge_due` over a table's ledger rows.
@@ -85,8 +80,7 @@ pub fn forget_plans_except(map_id: i64) {
             StatementId::Fixed(_) => true,
             StatementId::Plan { map_id: m, .. }
             | StatementId::Root { map_id: m, .. }
-            | StatementId::Purge { map_id: m, .. }
-            | StatementId::EraseAll { map_id: m, .. } => *m == map_id,
+            | StatementId::Purge { map_id: m, .. } => *m == map_id,
         })
     });
 }
@@ -114,9 +108,9 @@ pub fn run<'conn>(
 
 /// Runs `f` with `plan_cache_mode = force_generic_plan`, as a function's `SET` clause would.
 ///
-/// For statements whose plan does not depend on the parameters' values (the erase-all statement
-/// of one contact): PostgreSQL otherwise plans the first five executions of every backend for
-/// their values, and planning that statement costs far more than running it.
+/// For statements whose plan does not depend on the parameters' values (those of one person):
+/// PostgreSQL otherwise plans the first five executions of each in every backend for their
+/// values, which costs more than running them.
 pub fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: a new GUC nest level and a value saved in it, like fmgr does for a function's SET
     // clause; the name and value are valid C strings. An error inside `f` aborts the

@@ -5,9 +5,10 @@
 //! * cascade: one `DELETE FROM crm_cascade.contacts WHERE id = $1`, the rest by ON DELETE CASCADE;
 //! * pg_erasure: `SELECT erasure.request_erasure('contact:<id>')` on `public`, default modules;
 //! * limit: the floor's statements on `crm_nofk` (no foreign keys to check);
-//! * statement, no FK: pg_erasure's own single statement for a contact (from
-//!   `erasure.explain_plan('contact')`) run on `crm_nofk`: what the engine's deletes cost when
-//!   no per-row foreign-key work is done, next to cascade (subjects of group B, like pg_erasure).
+//! * statements, no FK: pg_erasure's own statements for a contact (from
+//!   `erasure.explain_plan('contact')`), in one server-side plpgsql call on `crm_nofk`: what the
+//!   engine's deletes cost when no per-row foreign-key work is done, next to cascade (subjects
+//!   of group B, like pg_erasure).
 //!
 //! Each variant has its own connection; the time of a subject is the client-side wall time of
 //! its whole transaction including COMMIT. Before and after every subject an independent query
@@ -27,7 +28,7 @@ pub enum Variant {
     Cascade,
     Engine,
     Limit,
-    StatementNoFk,
+    StatementsNoFk,
 }
 
 pub const VARIANTS: [Variant; 5] = [
@@ -35,7 +36,7 @@ pub const VARIANTS: [Variant; 5] = [
     Variant::Cascade,
     Variant::Engine,
     Variant::Limit,
-    Variant::StatementNoFk,
+    Variant::StatementsNoFk,
 ];
 
 impl Variant {
@@ -45,19 +46,19 @@ impl Variant {
             Variant::Cascade => "cascade",
             Variant::Engine => "pg_erasure",
             Variant::Limit => "limit",
-            Variant::StatementNoFk => "statement_nofk",
+            Variant::StatementsNoFk => "statements_nofk",
         }
     }
     pub fn schema(self) -> &'static str {
         match self {
             Variant::Floor | Variant::Engine => "public",
             Variant::Cascade => "crm_cascade",
-            Variant::Limit | Variant::StatementNoFk => "crm_nofk",
+            Variant::Limit | Variant::StatementsNoFk => "crm_nofk",
         }
     }
     /// Group B's subjects (pg_erasure's); the others erase group A's.
     fn group_b(self) -> bool {
-        matches!(self, Variant::Engine | Variant::StatementNoFk)
+        matches!(self, Variant::Engine | Variant::StatementsNoFk)
     }
 }
 
@@ -133,36 +134,45 @@ impl Cascade {
     }
 }
 
-/// pg_erasure's single statement for a contact, as `erasure.explain_plan` shows it, run on the
-/// copy without foreign keys.
-pub struct StatementNoFk {
+/// pg_erasure's own statements for a contact, as `erasure.explain_plan` shows them, run on the
+/// copy without foreign keys: one server-side call, like `request_erasure`.
+pub struct StatementsNoFk {
     client: Client,
-    statement: Statement,
+    call: Statement,
 }
 
-impl StatementNoFk {
-    fn new(mut client: Client) -> R<StatementNoFk> {
+impl StatementsNoFk {
+    fn new(mut client: Client) -> R<StatementsNoFk> {
         let plan: Value = client
             .query_one("SELECT erasure.explain_plan('contact')", &[])?
             .get(0);
-        let Some(sql) = plan["single_statement"].as_str() else {
-            return fail(format!(
-                "explain_plan('contact') has no single statement: {plan}"
-            ));
-        };
-        let sql = sql.replace("\"public\".", "\"crm_nofk\".");
-        ensure(!sql.contains("\"public\""), || {
-            format!("statement still names public: {sql}")
-        })?;
-        // Roots: the contact id; then the request id its outbox rows carry (0: no request).
-        let statement = client.prepare_typed(
-            &sql,
-            &[postgres::types::Type::INT8, postgres::types::Type::INT8],
-        )?;
-        Ok(StatementNoFk { client, statement })
+        let mut body = String::new();
+        for step in plan["steps"].as_array().into_iter().flatten() {
+            let (Some(table), Some(sql)) = (step["table"].as_str(), step["sql"].as_str()) else {
+                return fail(format!(
+                    "explain_plan('contact'): a step without sql: {step}"
+                ));
+            };
+            // $1 is the contact, $2 the request id its outbox rows carry (0: no request), $3
+            // the table an outbox row names.
+            let sql = sql
+                .replace("\"public\".", "\"crm_nofk\".")
+                .replace("$3", &format!("'{table}'"));
+            ensure(!sql.contains("\"public\""), || {
+                format!("statement still names public: {sql}")
+            })?;
+            body.push_str(&sql);
+            body.push_str(";\n");
+        }
+        client.batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION crm_nofk.pg_erasure_statements(bigint, bigint) RETURNS void
+             LANGUAGE plpgsql AS $body$ BEGIN\n{body}END $body$"
+        ))?;
+        let call = client.prepare("SELECT crm_nofk.pg_erasure_statements($1, 0)")?;
+        Ok(StatementsNoFk { client, call })
     }
     fn erase(&mut self, id: i64) -> R<()> {
-        self.client.query_one(&self.statement, &[&id, &0i64])?;
+        self.client.query_one(&self.call, &[&id])?;
         Ok(())
     }
 }
@@ -278,7 +288,7 @@ impl RunResult {
             m(Variant::Cascade),
             m(Variant::Engine),
             m(Variant::Limit),
-            m(Variant::StatementNoFk),
+            m(Variant::StatementsNoFk),
         );
         json!({
             "synchronous_commit": if self.sync { "on" } else { "off" },
@@ -289,8 +299,8 @@ impl RunResult {
                 "pg_erasure/limit": ratio(e.median, l.median),
                 "floor/limit": ratio(f.median, l.median),
                 "cascade/limit": ratio(c.median, l.median),
-                "statement_nofk/cascade": ratio(s.median, c.median),
-                "pg_erasure/statement_nofk": ratio(e.median, s.median),
+                "statements_nofk/cascade": ratio(s.median, c.median),
+                "pg_erasure/statements_nofk": ratio(e.median, s.median),
             },
             "ratios_p95": {
                 "pg_erasure/floor": ratio(e.p95, f.p95),
@@ -298,8 +308,8 @@ impl RunResult {
                 "pg_erasure/limit": ratio(e.p95, l.p95),
                 "floor/limit": ratio(f.p95, l.p95),
                 "cascade/limit": ratio(c.p95, l.p95),
-                "statement_nofk/cascade": ratio(s.p95, c.p95),
-                "pg_erasure/statement_nofk": ratio(e.p95, s.p95),
+                "statements_nofk/cascade": ratio(s.p95, c.p95),
+                "pg_erasure/statements_nofk": ratio(e.p95, s.p95),
             },
             "subjects_checked": self.subjects_checked,
         })
@@ -318,7 +328,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
         "crm_nofk",
     )?;
     let mut statement =
-        StatementNoFk::new(session(db, &format!("statement_nofk:{tag}"), Some(sync))?)?;
+        StatementsNoFk::new(session(db, &format!("statements_nofk:{tag}"), Some(sync))?)?;
     let mut checker = Checker::new(session(db, &format!("checker:{tag}"), Some(sync))?)?;
 
     let n = VARIANTS.len();
@@ -348,7 +358,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
                 Variant::Limit => Outcome::Rows(limit.erase(id)?),
                 Variant::Cascade => Outcome::Contacts(cascade.erase(id)?),
                 Variant::Engine => Outcome::Report(engine.erase(&subject)?),
-                Variant::StatementNoFk => {
+                Variant::StatementsNoFk => {
                     statement.erase(id)?;
                     Outcome::Counted
                 }

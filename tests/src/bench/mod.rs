@@ -199,8 +199,8 @@ fn ratio_table(runs: &[RunResult]) -> Table {
             "pg_erasure/limit",
             "floor/limit",
             "cascade/limit",
-            "statement_nofk/cascade",
-            "pg_erasure/statement_nofk",
+            "statements_nofk/cascade",
+            "pg_erasure/statements_nofk",
         ] {
             t.row(vec![
                 if r.sync { "on" } else { "off" }.into(),
@@ -352,7 +352,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
         "contact_erasure".into(),
         json!({
             "subjects": sel.info,
-            "method": "5 variants on their own connections, interleaved subject by subject with the order rotated per subject; floor and pg_erasure on public (disjoint subjects of the same shape: groups A and B), cascade and limit on the copies with group A's ids, statement_nofk (pg_erasure's single statement from explain_plan('contact'), retargeted at crm_nofk) with group B's ids; time = client-side wall time of the whole transaction incl. COMMIT (pg_erasure and cascade: one autocommit statement; floor and limit: BEGIN, SELECT ... FOR UPDATE, 13 prepared DELETEs, COMMIT); the subject's rows are counted on a separate connection right before (and after) its erasure, so every variant finds them in shared buffers: warm-cache figures; CHECKPOINT before each run",
+            "method": "5 variants on their own connections, interleaved subject by subject with the order rotated per subject; floor and pg_erasure on public (disjoint subjects of the same shape: groups A and B), cascade and limit on the copies with group A's ids, statements_nofk (pg_erasure's statements from explain_plan('contact'), retargeted at crm_nofk, in one plpgsql call) with group B's ids; time = client-side wall time of the whole transaction incl. COMMIT (pg_erasure, cascade and statements_nofk: one autocommit statement; floor and limit: BEGIN, SELECT ... FOR UPDATE, 13 prepared DELETEs, COMMIT); the subject's rows are counted on a separate connection right before (and after) its erasure, so every variant finds them in shared buffers: warm-cache figures; CHECKPOINT before each run",
             "runs": runs.iter().map(RunResult::json).collect::<Vec<_>>(),
         }),
     );
