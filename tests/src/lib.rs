@@ -194,7 +194,7 @@ pub fn wait_for_failed_request(db: &mut TestDb, id: i64) -> Option<(String, Stri
         if let Some(row) = db
             .client
             .query_opt(
-                "SELECT status, coalesce(error_code, '') FROM erasure.requests WHERE id = $1",
+                "SELECT status::text, coalesce(error_code, '') FROM erasure.requests WHERE id = $1",
                 &[&id],
             )
             .unwrap()
