@@ -95,6 +95,31 @@ pub struct Record {
     pub group: bool,
 }
 
+impl Record {
+    /// The rule-evaluation workload of `make bench` and its diagnostics: `n` invoices issued
+    /// over the ten years before `now` (Unix seconds), newest first, so that about 30% are past
+    /// a 7-year retention period and the rest are kept.
+    pub fn invoice_batch(now: i64, n: usize) -> Vec<Record> {
+        let span = 3652 * 86_400i64;
+        (0..n as i64)
+            .map(|i| {
+                let issued = now - span * i / n as i64 - 3600;
+                let mut attrs = Map::new();
+                attrs.insert(
+                    "issued_at".into(),
+                    Value::String(Timestamp::from_unix_seconds(issued).to_rfc3339()),
+                );
+                Record {
+                    table: "invoices".into(),
+                    category: "invoice".into(),
+                    attrs,
+                    group: false,
+                }
+            })
+            .collect()
+    }
+}
+
 /// What must happen to one record.
 ///
 /// Serialised with an `"action"` tag: `{"action":"retain","until":...,"basis":...}`.

@@ -945,23 +945,7 @@ fn stage_times() {
     };
     let now_s = 1_764_000_000i64;
     let batch = 5000i64;
-    let span = 3652 * 86_400i64;
-    let records = (0..batch)
-        .map(|i| {
-            let issued = now_s - span * i / batch - 3600;
-            let mut attrs = Map::new();
-            attrs.insert(
-                "issued_at".into(),
-                json!(Timestamp::from_unix_seconds(issued).to_rfc3339()),
-            );
-            Record {
-                table: "invoices".into(),
-                category: "invoice".into(),
-                attrs,
-                group: false,
-            }
-        })
-        .collect();
+    let records = Record::invoice_batch(now_s, batch as usize);
     let mut input = input(records);
     input.slot = "retention".into();
     input.config = config;

@@ -459,23 +459,7 @@ mod tests {
         )
         .unwrap();
         let now = 1_764_000_000i64;
-        let span = 3652 * 86_400i64;
-        let records = (0..5000)
-            .map(|i| {
-                let issued = now - span * i / 5000 - 3600;
-                let mut attrs = serde_json::Map::new();
-                attrs.insert(
-                    "issued_at".into(),
-                    Timestamp::from_unix_seconds(issued).to_rfc3339().into(),
-                );
-                Record {
-                    table: "invoices".into(),
-                    category: "invoice".into(),
-                    attrs,
-                    group: false,
-                }
-            })
-            .collect();
+        let records = Record::invoice_batch(now, 5000);
         let input = serde_json::to_vec(&EvalInput {
             abi: ABI_VERSION,
             slot: "retention".into(),

@@ -104,25 +104,9 @@ pub fn measure(c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> 
     let module = unsafe { host.load_precompiled(&prepared.precompiled)? };
     let limits = engine_limits();
 
-    // Invoices issued over the last ten years, one every ~0.7 days: about 30% are past the
-    // 7-year period (erase), the rest are retained.
-    let span = 3652 * 86_400i64;
-    let records: Vec<Record> = (0..batch as i64)
-        .map(|i| {
-            let issued = now_s - span * i / batch as i64 - 3600;
-            let mut attrs = serde_json::Map::new();
-            attrs.insert(
-                "issued_at".into(),
-                json!(Timestamp::from_unix_seconds(issued).to_rfc3339()),
-            );
-            Record {
-                table: "invoices".into(),
-                category: "invoice".into(),
-                attrs,
-                group: false,
-            }
-        })
-        .collect();
+    // Invoices issued over the last ten years: about 30% are past the 7-year period (erase),
+    // the rest are retained.
+    let records = Record::invoice_batch(now_s, batch);
     let big = input(&config, &now, records);
     let decisions = host.evaluate(&module, &big, &limits)?;
     ensure(decisions.len() == batch, || {
