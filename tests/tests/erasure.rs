@@ -189,9 +189,11 @@ fn contact_erasure_removes_everything_and_only_that() {
 fn the_report_times_and_audit_entry_match_the_request_row() {
     let mut db = TestDb::new("report_times");
     let p = make_contact(&mut db, 1, "carol", "+4915133333333");
-    // Erase in a session whose own plan settings must come back unchanged.
+    // Erase inside the caller's open transaction: a plan setting the erasure changes while it
+    // runs must be back to the caller's before the transaction ends (a SET LOCAL would last
+    // until COMMIT).
     db.client
-        .batch_execute("SET plan_cache_mode = force_custom_plan")
+        .batch_execute("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
         .unwrap();
     let report = erase(&mut db, &format!("contact:{}", p.contact));
     let mode: String = db
@@ -199,6 +201,7 @@ fn the_report_times_and_audit_entry_match_the_request_row() {
         .query_one("SHOW plan_cache_mode", &[])
         .unwrap()
         .get(0);
+    db.client.batch_execute("COMMIT").unwrap();
     assert_eq!(mode, "force_custom_plan");
     let row = db.json(
         "SELECT jsonb_build_object(

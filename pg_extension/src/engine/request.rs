@@ -160,8 +160,7 @@ fn record_completed(
         totals: &outcome.totals,
         modules: &outcome.modules,
     })?;
-    let decision_log =
-        serde_json::to_vec(&outcome.decision_log).map_err(|e| ExtError::Internal(e.to_string()))?;
+    let decision_log = to_json(&outcome.decision_log)?.into_bytes();
     let stmt = prepared(
         client,
         StatementId::Fixed("insert_request"),

@@ -52,11 +52,6 @@ pub fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
     types.iter().map(|&t| PgOid::from(t)).collect()
 }
 
-/// The kept statement for `id`, if it was prepared before.
-pub fn kept(id: &StatementId) -> Option<Rc<OwnedPreparedStatement>> {
-    PREPARED.with(|p| p.borrow().get(id).cloned())
-}
-
 /// Returns the kept statement for `id`, preparing `sql` with `types` the first time.
 pub fn prepared(
     client: &SpiClient<'_>,
@@ -64,7 +59,7 @@ pub fn prepared(
     sql: impl FnOnce() -> String,
     types: impl FnOnce() -> Vec<PgOid>,
 ) -> ExtResult<Rc<OwnedPreparedStatement>> {
-    if let Some(stmt) = kept(&id) {
+    if let Some(stmt) = PREPARED.with(|p| p.borrow().get(&id).cloned()) {
         return Ok(stmt);
     }
     let text = sql();
