@@ -33,6 +33,10 @@ pub enum ExtError {
     #[error("{0}")]
     NotFound(String),
 
+    /// A row still references a row the erasure deleted (its own foreign-key check).
+    #[error("{0}")]
+    StillReferenced(String),
+
     #[error("internal SPI error: {0}")]
     Spi(#[from] SpiError),
 
@@ -54,6 +58,7 @@ impl ExtError {
             ExtError::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             ExtError::NotReady(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             ExtError::NotFound(_) => ERRCODE_NO_DATA_FOUND,
+            ExtError::StillReferenced(_) => ERRCODE_FOREIGN_KEY_VIOLATION,
             ExtError::Spi(_) | ExtError::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -65,6 +70,9 @@ impl ExtError {
             ExtError::Core(CoreError::MalformedSubject { .. }) => {
                 Some("write the subject as kind:value, e.g. contact:1001 or phone:+4915112345678")
             }
+            ExtError::StillReferenced(_) => Some(
+                "a row was added under the subject while the erasure ran, or by a trigger of the erasure's own deletes; nothing was erased: run the request again",
+            ),
             ExtError::NotReady(_) => Some(
                 "load one: SELECT erasure.load_data_map(erasure.reference_data_map()) for the reference CRM, or your own map",
             ),

@@ -35,6 +35,15 @@ pub struct ForeignKey {
     /// `schema.table`
     pub parent: String,
     pub parent_columns: Vec<String>,
+    /// The constraint's OID (0 where no server was asked, as in unit tests).
+    #[serde(default)]
+    pub oid: u32,
+    /// Whether deleting a parent row queues nothing but a check that no child row references it
+    /// (ON DELETE NO ACTION or RESTRICT), immediately (not deferrable), between two ordinary
+    /// tables: then an erasure that removes the children itself may replace PostgreSQL's
+    /// per-row check by one set-based check of its own.
+    #[serde(default)]
+    pub delete_check_only: bool,
 }
 
 impl Catalog {

@@ -78,6 +78,19 @@ pub struct DataMap {
     pub delete_order: Vec<String>,
     /// Catalog type of each anonymised / attribute column, by (table, column).
     pub column_types: BTreeMap<(String, String), String>,
+    /// The foreign keys behind links, by (child table, link column), whose only work on a
+    /// parent's delete is a check ([`crate::catalog::ForeignKey::delete_check_only`]).
+    pub delete_checks: BTreeMap<(String, String), DeleteCheck>,
+}
+
+/// A foreign key PostgreSQL checks per deleted parent row, which an erasure that removes the
+/// referencing rows itself may check once, set-based, instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteCheck {
+    /// The constraint's OID: its per-row check trigger is the one to leave out.
+    pub oid: u32,
+    /// The constraint's name, for the error that reports a row still referencing.
+    pub name: String,
 }
 
 /// The catalog name (`schema.table`) of a table as the map writes it.
@@ -109,6 +122,7 @@ impl DataMap {
             return Err(invalid("no tables"));
         }
         let mut column_types = BTreeMap::new();
+        let mut delete_checks = BTreeMap::new();
         let by_qualified: BTreeMap<String, &String> =
             doc.tables.keys().map(|t| (qualified(t), t)).collect();
 
@@ -167,17 +181,26 @@ impl DataMap {
                         link.column, link.parent
                     ))
                 })?;
-                let fk_exists = catalog.foreign_keys.iter().any(|fk| {
+                let fk = catalog.foreign_keys.iter().find(|fk| {
                     fk.child == q
                         && fk.child_columns == [link.column.clone()]
                         && fk.parent == qualified(&link.parent)
                         && fk.parent_columns == [parent.key.clone()]
                 });
-                if !fk_exists {
+                let Some(fk) = fk else {
                     return Err(invalid(format!(
                         "link {name}.{} -> {}.{} does not join: no such foreign key",
                         link.column, link.parent, parent.key
                     )));
+                };
+                if fk.delete_check_only && fk.oid != 0 {
+                    delete_checks.insert(
+                        (name.clone(), link.column.clone()),
+                        DeleteCheck {
+                            oid: fk.oid,
+                            name: fk.name.clone(),
+                        },
+                    );
                 }
                 if link.mode == LinkMode::Detach && c.not_null {
                     return Err(invalid(format!(
@@ -260,6 +283,7 @@ impl DataMap {
             doc,
             delete_order,
             column_types,
+            delete_checks,
         })
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use crate::datamap::{qualified, DataMap, LinkMode};
+use crate::datamap::{qualified, DataMap, DeleteCheck, LinkMode};
 use crate::error::CoreError;
 use crate::sql::{quote_ident, quote_table};
 use crate::subject::SubjectKind;
@@ -38,6 +38,20 @@ pub struct Step {
     /// Own children of this table in this plan: (child table, link column). A parent row that a
     /// kept child row still references cannot be deleted.
     pub children: Vec<(String, String)>,
+    /// Foreign keys into this table that the extension checks itself, once per request, when
+    /// it deletes this step's rows: every row that references one of them is in an earlier
+    /// step's scope (an own child) or unlinked by an earlier detach step. Empty for an
+    /// organization, whose tables are scoped by the tenant column alone.
+    pub checked_links: Vec<CheckedLink>,
+}
+
+/// A foreign key into a step's table whose referencing rows earlier steps remove or unlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedLink {
+    pub child: String,
+    pub column: String,
+    /// The constraint's OID and name.
+    pub check: DeleteCheck,
 }
 
 /// How the root keys are passed to the steps. With one key per root table (the common case:
@@ -175,7 +189,7 @@ impl Plan {
         for name in &map.delete_order {
             let spec = map.table(name);
             if sources.contains_key(name.as_str()) {
-                let children = doc
+                let children: Vec<(String, String)> = doc
                     .tables
                     .iter()
                     .filter(|(child, _)| sources.contains_key(child.as_str()))
@@ -187,11 +201,17 @@ impl Plan {
                             .map(move |l| (child.clone(), l.column.clone()))
                     })
                     .collect();
+                let checked_links = if tenant_mode {
+                    Vec::new()
+                } else {
+                    checked_links(map, name, &children)
+                };
                 steps.push(Step {
                     table: name.clone(),
                     action: StepAction::Own,
                     scope: scope_of(name, "t"),
                     children,
+                    checked_links,
                 });
             }
             for link in &spec.links {
@@ -210,6 +230,7 @@ impl Plan {
                             quote_table(&link.parent)
                         ),
                         children: Vec::new(),
+                        checked_links: Vec::new(),
                     });
                 }
             }
@@ -222,6 +243,14 @@ impl Plan {
         })
     }
 
+    /// The steps that check foreign keys themselves, in order: the keys a step deletes are
+    /// parameter `$n` of [`crate::statements::delete_check`] for the n-th of them.
+    pub fn checking_steps(&self) -> Vec<usize> {
+        (0..self.steps.len())
+            .filter(|&i| !self.steps[i].checked_links.is_empty())
+            .collect()
+    }
+
     /// Tables this plan touches, in step order, each once.
     pub fn tables(&self) -> Vec<&str> {
         let mut seen = BTreeSet::new();
@@ -231,6 +260,32 @@ impl Plan {
             .filter(|t| seen.insert(*t))
             .collect()
     }
+}
+
+/// The foreign keys into `table` that a person's plan makes redundant per row: those of its own
+/// children (in scope through the link, so erased or kept before it, and a kept child pins
+/// its parent) and of detach links (unlinked by a step before it), where PostgreSQL's only
+/// work on a parent's delete is a check.
+fn checked_links(map: &DataMap, table: &str, children: &[(String, String)]) -> Vec<CheckedLink> {
+    let detached = map.doc.tables.iter().flat_map(|(child, spec)| {
+        spec.links
+            .iter()
+            .filter(|l| l.mode == LinkMode::Detach && l.parent == table)
+            .map(move |l| (child.clone(), l.column.clone()))
+    });
+    children
+        .iter()
+        .cloned()
+        .chain(detached)
+        .filter_map(|(child, column)| {
+            let check = map.delete_checks.get(&(child.clone(), column.clone()))?;
+            Some(CheckedLink {
+                child,
+                column,
+                check: check.clone(),
+            })
+        })
+        .collect()
 }
 
 fn is_org_root(doc: &crate::datamap::DataMapDoc, table: &str) -> bool {

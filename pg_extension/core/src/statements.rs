@@ -5,7 +5,7 @@
 //! parameters, listed with each builder.
 
 use crate::datamap::DataMap;
-use crate::plan::{Plan, Step, StepAction};
+use crate::plan::{CheckedLink, Plan, Step, StepAction};
 use crate::sql::{quote_ident, quote_table};
 
 /// The extension's ledger of kept rows, `erasure.ledger_chunks`: kept rows with the same verdict
@@ -23,6 +23,8 @@ pub const LEDGER_CHUNK_KEYS: usize = 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StatementKind {
     /// Group erase. Own params: request id, table name (only when the table has an outbox).
+    /// Returns the deleted rows' keys where the step checks foreign keys itself (see
+    /// [`delete_check`]), else nothing.
     Erase,
     /// Group retain/hold: ledger rows for every row in scope. Own params: request id, table,
     /// action, until, basis, module sha256, case ref.
@@ -58,17 +60,29 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
     let r = plan.roots.len();
     let scope = &step.scope;
     match kind {
-        StatementKind::Erase => match &spec.outbox {
-            Some(col) => format!(
-                "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{c}) \
-                 INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
-                 SELECT ${}, ${}, d.{c} FROM d",
-                r + 1,
-                r + 2,
-                c = quote_ident(col)
-            ),
-            None => format!("DELETE FROM {tbl} t WHERE {scope}"),
-        },
+        StatementKind::Erase => {
+            let keys = !step.checked_links.is_empty();
+            match (&spec.outbox, keys) {
+                (Some(col), false) => format!(
+                    "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{c}) \
+                     INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
+                     SELECT ${}, ${}, d.{c} FROM d",
+                    r + 1,
+                    r + 2,
+                    c = quote_ident(col)
+                ),
+                (Some(col), true) => format!(
+                    "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}, t.{c}), \
+                     o AS (INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
+                     SELECT ${}, ${}, d.{c} FROM d) SELECT d.{key} FROM d",
+                    r + 1,
+                    r + 2,
+                    c = quote_ident(col)
+                ),
+                (None, false) => format!("DELETE FROM {tbl} t WHERE {scope}"),
+                (None, true) => format!("DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}"),
+            }
+        }
         StatementKind::Keep => format!(
             "WITH k AS (SELECT t.{key} AS key FROM {tbl} t WHERE {scope}) {}",
             ledger_chunks_insert(r)
@@ -198,9 +212,48 @@ pub fn erase_unreferenced(
     )
 }
 
+/// The one statement that stands in for PostgreSQL's per-row checks of the plan's checked
+/// links, run after the steps: `$n` is the array of keys the n-th of [`Plan::checking_steps`]
+/// deleted. It answers the 1-based position (in [`checked_links`] order) of the first link
+/// through which a row still references a deleted row, or 0. `None` when nothing is checked.
+///
+/// Run in READ COMMITTED with a snapshot taken after the deletes, it sees what PostgreSQL's
+/// own check would: a writer that had locked a parent row to reference it made the delete
+/// wait for its commit, and one that comes later waits for this transaction and then fails
+/// its own check.
+pub fn delete_check(plan: &Plan) -> Option<String> {
+    let tests: Vec<String> = checked_links(plan)
+        .iter()
+        .enumerate()
+        .map(|(pos, (param, _, link))| {
+            format!(
+                "WHEN EXISTS (SELECT 1 FROM ONLY {} c WHERE c.{} = ANY(${param})) THEN {}",
+                quote_table(&link.child),
+                quote_ident(&link.column),
+                pos + 1
+            )
+        })
+        .collect();
+    (!tests.is_empty()).then(|| format!("SELECT CASE {} ELSE 0 END", tests.join(" ")))
+}
+
+/// Every checked link of the plan, in the order [`delete_check`] numbers them, with the
+/// parameter that carries its step's deleted keys and the step.
+pub fn checked_links(plan: &Plan) -> Vec<(usize, &Step, &CheckedLink)> {
+    plan.checking_steps()
+        .into_iter()
+        .enumerate()
+        .flat_map(|(n, i)| {
+            let step = &plan.steps[i];
+            step.checked_links.iter().map(move |l| (n + 1, step, l))
+        })
+        .collect()
+}
+
 /// What an erasure of `plan`'s subject kind runs, for people and tools (`erasure.explain_plan`):
 /// the root look-ups, then each step, children first, with its scope and the statement that
-/// erases its rows (or, for a detach step, unlinks them) when the rules keep none of them.
+/// erases its rows (or, for a detach step, unlinks them) when the rules keep none of them and
+/// the foreign keys it checks itself, then the statement that checks them.
 pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
     let steps: Vec<serde_json::Value> = plan
         .steps
@@ -216,12 +269,20 @@ pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
                 StepAction::Own => StatementKind::Erase,
                 StepAction::Detach { .. } => StatementKind::Detach,
             };
-            serde_json::json!({
+            let mut step = serde_json::json!({
                 "table": s.table,
                 "action": action,
                 "scope": s.scope,
                 "sql": build(map, plan, s, kind),
-            })
+            });
+            if !s.checked_links.is_empty() {
+                step["checked_foreign_keys"] = s
+                    .checked_links
+                    .iter()
+                    .map(|l| serde_json::json!(l.check.name))
+                    .collect();
+            }
+            step
         })
         .collect();
     let roots: Vec<serde_json::Value> = plan
@@ -233,5 +294,6 @@ pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
         "subject_kind": plan.kind.as_str(),
         "roots": roots,
         "steps": steps,
+        "delete_check": delete_check(plan),
     })
 }

@@ -98,6 +98,8 @@ fn catalog_for(doc: &DataMapDoc) -> Catalog {
                 child_columns: vec![l.column.clone()],
                 parent: qualified(&l.parent),
                 parent_columns: vec![parent.key.clone()],
+                oid: 1000 + cat.foreign_keys.len() as u32,
+                delete_check_only: true,
             });
         }
     }
@@ -339,6 +341,8 @@ fn refuses_maps_that_disagree_with_the_catalog() {
         child_columns: vec!["contact_id".into()],
         parent: "public.contacts".into(),
         parent_columns: vec!["id".into()],
+        oid: 0,
+        delete_check_only: true,
     });
     let err = DataMap::validate(doc.clone(), &cat).unwrap_err();
     assert!(
@@ -399,4 +403,109 @@ fn describe_shows_each_step_with_the_statement_it_runs() {
         .unwrap()
         .iter()
         .any(|s| s["sql"].as_str().unwrap().starts_with("UPDATE ")));
+}
+
+/// The names of the foreign keys a step checks itself.
+fn checked(plan: &Plan, table: &str) -> Vec<String> {
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.table == table && s.action == StepAction::Own)
+        .unwrap();
+    step.checked_links
+        .iter()
+        .map(|l| l.check.name.clone())
+        .collect()
+}
+
+#[test]
+fn person_plans_check_the_links_their_earlier_steps_clear() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
+    assert_eq!(
+        checked(&plan, "contacts"),
+        ["ai_logs_contact_id_fkey", "conversations_contact_id_fkey"]
+    );
+    assert_eq!(
+        checked(&plan, "conversations"),
+        [
+            "ai_logs_conversation_id_fkey",
+            "messages_conversation_id_fkey"
+        ]
+    );
+    assert_eq!(checked(&plan, "messages"), ["media_message_id_fkey"]);
+    assert!(
+        checked(&plan, "media").is_empty(),
+        "nothing references media"
+    );
+
+    // Detach links are checked too: their rows are unlinked by a step before the parent's.
+    let plan = Plan::build(&map, SubjectKind::User, RootStyle::Scalar).unwrap();
+    let users = checked(&plan, "users");
+    for fk in [
+        "conversations_assigned_user_id_fkey",
+        "messages_sender_user_id_fkey",
+        "channel_connections_user_id_fkey",
+        "audit_logs_actor_user_id_fkey",
+    ] {
+        assert!(users.contains(&fk.to_owned()), "{fk} not in {users:?}");
+    }
+    // The parent's delete returns its keys for the check; a leaf's stays as it was.
+    let step = |t: &str| plan.steps.iter().find(|s| s.table == t).unwrap();
+    let users_sql = build(&map, &plan, step("users"), StatementKind::Erase);
+    assert!(users_sql.ends_with("RETURNING t.\"id\""), "{users_sql}");
+    let leaf = build(
+        &map,
+        &plan,
+        step("channel_connections"),
+        StatementKind::Erase,
+    );
+    assert!(!leaf.contains("RETURNING"), "{leaf}");
+}
+
+#[test]
+fn delete_check_numbers_links_by_checking_step() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
+    let steps: Vec<&str> = plan
+        .checking_steps()
+        .into_iter()
+        .map(|i| plan.steps[i].table.as_str())
+        .collect();
+    assert_eq!(steps, ["messages", "conversations", "contacts"]);
+    let sql = erasure_core::statements::delete_check(&plan).unwrap();
+    assert_eq!(
+        sql,
+        "SELECT CASE \
+         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"media\" c WHERE c.\"message_id\" = ANY($1)) THEN 1 \
+         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"ai_logs\" c WHERE c.\"conversation_id\" = ANY($2)) THEN 2 \
+         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"messages\" c WHERE c.\"conversation_id\" = ANY($2)) THEN 3 \
+         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"ai_logs\" c WHERE c.\"contact_id\" = ANY($3)) THEN 4 \
+         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"conversations\" c WHERE c.\"contact_id\" = ANY($3)) THEN 5 \
+         ELSE 0 END"
+    );
+}
+
+#[test]
+fn organizations_and_foreign_keys_with_actions_keep_postgres_checks() {
+    let map = load(small_map()).unwrap();
+    // An organization's tables are scoped by the tenant column alone: a row of another
+    // organization may reference them, so PostgreSQL keeps checking.
+    let plan = Plan::build(&map, SubjectKind::Org, RootStyle::Scalar).unwrap();
+    assert!(plan.steps.iter().all(|s| s.checked_links.is_empty()));
+    assert_eq!(erasure_core::statements::delete_check(&plan), None);
+
+    // A foreign key that does more than check (ON DELETE CASCADE, deferrable, partitioned) is
+    // left to PostgreSQL.
+    let doc = DataMapDoc::from_json(&small_map()).unwrap();
+    let mut cat = catalog_for(&doc);
+    for fk in &mut cat.foreign_keys {
+        if fk.child == "public.media" {
+            fk.delete_check_only = false;
+        }
+    }
+    let map = DataMap::validate(doc, &cat).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
+    assert!(checked(&plan, "messages").is_empty());
+    assert!(!plan.checking_steps().is_empty());
 }

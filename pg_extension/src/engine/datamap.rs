@@ -129,7 +129,10 @@ pub fn read_catalog(client: &SpiClient<'_>, tables: &[String]) -> ExtResult<Cata
                         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
                 pn.nspname || '.' || pc.relname,
                 ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
-                        JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o)
+                        JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o),
+                con.oid::bigint,
+                con.confdeltype IN ('a', 'r') AND NOT con.condeferrable
+                    AND cc.relkind = 'r' AND pc.relkind = 'r'
            FROM pg_constraint con
            JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
            JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
@@ -145,6 +148,8 @@ pub fn read_catalog(client: &SpiClient<'_>, tables: &[String]) -> ExtResult<Cata
             child_columns: row.get(3)?.unwrap_or_default(),
             parent: row.get(4)?.unwrap_or_default(),
             parent_columns: row.get(5)?.unwrap_or_default(),
+            oid: row.get::<i64>(6)?.unwrap_or_default() as u32,
+            delete_check_only: row.get(7)?.unwrap_or(false),
         });
     }
     Ok(catalog)

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::datamap::{self, LoadedMap};
 use super::rules::{self, ActiveModule, CallContext};
-use super::statements::{prepared, run, StatementId};
-use crate::error::ExtResult;
+use super::statements::{first_value, prepared, run, StatementId};
+use crate::error::{ExtError, ExtResult};
 use crate::guc;
 
 /// What happened to one table's rows.
@@ -129,6 +129,10 @@ struct Erasure<'a> {
     holds: Vec<Hold>,
     roots: Vec<Vec<i64>>,
     kept: HashMap<String, Kept>,
+    /// Whether this request checks the plan's checked links itself ([`delete_checks`]).
+    batch_checks: bool,
+    /// Keys deleted by steps whose per-row foreign-key checks were left out, by step index.
+    checked_deletes: HashMap<usize, Vec<i64>>,
     outcome: Outcome,
 }
 
@@ -174,6 +178,8 @@ pub fn erase(
         holds,
         roots,
         kept: HashMap::new(),
+        batch_checks: super::delete_checks::enabled(),
+        checked_deletes: HashMap::new(),
         outcome: Outcome {
             subject_kind: info.subject.kind.as_str(),
             tables: BTreeMap::new(),
@@ -348,7 +354,46 @@ impl Erasure<'_> {
                 StepAction::Own => self.apply_rows(client, index, step)?,
             }
         }
-        Ok(())
+        self.check_deletes(client)
+    }
+
+    /// The foreign-key checks left out of the steps, in one statement over the deleted keys.
+    fn check_deletes(&self, client: &mut SpiClient<'_>) -> ExtResult<()> {
+        if self.checked_deletes.is_empty() {
+            return Ok(());
+        }
+        let steps = self.plan.checking_steps();
+        let stmt = prepared(
+            client,
+            StatementId::DeleteCheck {
+                map_id: self.map.id,
+                kind: self.plan.kind,
+                style: self.plan.style,
+            },
+            || statements::delete_check(self.plan).unwrap_or_default(),
+            || vec![PgOid::from(pg_sys::INT8ARRAYOID); steps.len()],
+        )?;
+        let args: Vec<DatumWithOid> = steps
+            .iter()
+            .map(|i| {
+                self.checked_deletes
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into()
+            })
+            .collect();
+        let failed: i32 = first_value(run(client, &stmt, &args)?)?.unwrap_or(0);
+        if failed == 0 {
+            return Ok(());
+        }
+        let links = statements::checked_links(self.plan);
+        let (_, step, link) = links[failed as usize - 1];
+        Err(ExtError::StillReferenced(format!(
+            "rows of {} still reference rows of {} that the erasure deleted \
+             (column {}, foreign key {}); the erasure is rolled back",
+            link.child, step.table, link.column, link.check.name
+        )))
     }
 
     fn counts(&mut self, table: &str) -> &mut TableCounts {
@@ -531,7 +576,27 @@ impl Erasure<'_> {
                 args.push(self.info.request_id.into());
                 args.push(table.as_str().into());
             }
-            let n = run(client, &stmt, &args)?.len() as i64;
+            let n = if self.batch_checks && !step.checked_links.is_empty() {
+                // The statement returns the deleted keys; the left-out checks run over them
+                // after the last step.
+                let constraints = step
+                    .checked_links
+                    .iter()
+                    .map(|l| pg_sys::Oid::from(l.check.oid))
+                    .collect();
+                let rows = super::delete_checks::without_row_checks(constraints, || {
+                    run(client, &stmt, &args)
+                })?;
+                let mut keys = Vec::with_capacity(rows.len());
+                for row in rows {
+                    keys.push(row.get::<i64>(1)?.unwrap_or_default());
+                }
+                let n = keys.len() as i64;
+                self.checked_deletes.insert(index, keys);
+                n
+            } else {
+                run(client, &stmt, &args)?.len() as i64
+            };
             if self.map.map.table(&table).outbox.is_some() {
                 self.outcome.storage_objects_queued += n;
             }

@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod datamap;
+pub mod delete_checks;
 pub mod erase;
 pub mod failures;
 pub mod jsonb_datum;

@@ -22,6 +22,12 @@ pub enum StatementId {
         step: usize,
         what: erasure_core::statements::StatementKind,
     },
+    /// The foreign-key check after a person's steps (`erasure_core::statements::delete_check`).
+    DeleteCheck {
+        map_id: i64,
+        kind: erasure_core::subject::SubjectKind,
+        style: erasure_core::plan::RootStyle,
+    },
     Root {
         map_id: i64,
         kind: erasure_core::subject::SubjectKind,
@@ -74,6 +80,7 @@ pub fn forget_plans_except(map_id: i64) {
         p.borrow_mut().retain(|id, _| match id {
             StatementId::Fixed(_) => true,
             StatementId::Plan { map_id: m, .. }
+            | StatementId::DeleteCheck { map_id: m, .. }
             | StatementId::Root { map_id: m, .. }
             | StatementId::Purge { map_id: m, .. } => *m == map_id,
         })

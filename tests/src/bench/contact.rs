@@ -134,8 +134,9 @@ impl Cascade {
     }
 }
 
-/// pg_erasure's own statements for a contact, as `erasure.explain_plan` shows them, run on the
-/// copy without foreign keys: one server-side call, like `request_erasure`.
+/// pg_erasure's own statements for a contact, as `erasure.explain_plan` shows them (the steps,
+/// then the foreign-key check over the keys they deleted), run on the copy without foreign
+/// keys: one server-side call, like `request_erasure`.
 pub struct StatementsNoFk {
     client: Client,
     call: Statement,
@@ -147,6 +148,8 @@ impl StatementsNoFk {
             .query_one("SELECT erasure.explain_plan('contact')", &[])?
             .get(0);
         let mut body = String::new();
+        let mut declare = String::new();
+        let mut checking = 0;
         for step in plan["steps"].as_array().into_iter().flatten() {
             let (Some(table), Some(sql)) = (step["table"].as_str(), step["sql"].as_str()) else {
                 return fail(format!(
@@ -161,12 +164,30 @@ impl StatementsNoFk {
             ensure(!sql.contains("\"public\""), || {
                 format!("statement still names public: {sql}")
             })?;
-            body.push_str(&sql);
-            body.push_str(";\n");
+            if step.get("checked_foreign_keys").is_some() {
+                // The step returns its deleted keys for the engine's foreign-key check: keep
+                // them, as the engine does.
+                checking += 1;
+                declare.push_str(&format!("k{checking} bigint[];\n"));
+                body.push_str(&format!(
+                    "WITH d AS ({sql}) SELECT array_agg(d.id) INTO k{checking} FROM d;\n"
+                ));
+            } else {
+                body.push_str(&sql);
+                body.push_str(";\n");
+            }
+        }
+        // The engine's one foreign-key check over those keys ($n: the n-th checking step's).
+        if let Some(check) = plan["delete_check"].as_str() {
+            let mut check = check.replace("\"public\".", "\"crm_nofk\".");
+            for n in (1..=checking).rev() {
+                check = check.replace(&format!("ANY(${n})"), &format!("ANY(k{n})"));
+            }
+            body.push_str(&format!("PERFORM ({check});\n"));
         }
         client.batch_execute(&format!(
             "CREATE OR REPLACE FUNCTION crm_nofk.pg_erasure_statements(bigint, bigint) RETURNS void
-             LANGUAGE plpgsql AS $body$ BEGIN\n{body}END $body$"
+             LANGUAGE plpgsql AS $body$ DECLARE\n{declare}BEGIN\n{body}END $body$"
         ))?;
         let call = client.prepare("SELECT crm_nofk.pg_erasure_statements($1, 0)")?;
         Ok(StatementsNoFk { client, call })

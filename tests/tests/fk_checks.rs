@@ -1,0 +1,309 @@
+//! A person's erasure checks its foreign keys once per request instead of once per deleted row
+//! (`erasure.batch_fk_checks`): never an orphan, the CRM's own triggers still fire, concurrent
+//! writers are still refused, and REPEATABLE READ keeps PostgreSQL's own checks.
+
+use std::time::Duration;
+
+use erasure_tests::*;
+
+/// A generated contact with a conversation whose first message has media: (contact,
+/// conversation, org).
+fn contact_with_media(db: &mut TestDb) -> (i64, i64, i64) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT v.contact_id, v.id, v.org_id FROM conversations v
+               JOIN messages m ON m.conversation_id = v.id
+               JOIN media d ON d.message_id = m.id
+              ORDER BY v.contact_id LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Rows of any CRM table that reference a row that no longer exists.
+fn orphans(db: &mut TestDb) -> i64 {
+    db.count(
+        "SELECT (SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM conversations v WHERE v.id = m.conversation_id))
+              + (SELECT count(*) FROM media d WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id))
+              + (SELECT count(*) FROM conversations v WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = v.contact_id))
+              + (SELECT count(*) FROM ai_logs a WHERE a.conversation_id IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.id = a.conversation_id))",
+        &[],
+    )
+}
+
+/// A CRM trigger that puts a media row back under its message whenever one is deleted: the
+/// erasure's messages step then meets a row that references it.
+const MEDIA_COPY_TRIGGER: &str = "
+    CREATE FUNCTION public.keep_media_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO public.media (org_id, message_id, kind, storage_key)
+        VALUES (OLD.org_id, OLD.message_id, OLD.kind, OLD.storage_key || '-copy');
+        RETURN OLD;
+    END $$;
+    CREATE TRIGGER keep_media_copy AFTER DELETE ON media
+        FOR EACH ROW WHEN (OLD.storage_key NOT LIKE '%-copy') EXECUTE FUNCTION public.keep_media_copy();";
+
+#[test]
+fn a_row_that_appears_under_a_deleted_parent_fails_the_request_and_erases_nothing() {
+    let mut db = TestDb::new("fk_reappearing_child");
+    let (contact, _, _) = contact_with_media(&mut db);
+    db.client.batch_execute(MEDIA_COPY_TRIGGER).unwrap();
+    let before = db.fingerprint();
+    let subject = format!("contact:{contact}");
+
+    // The engine's own check finds it (PostgreSQL's per-row check, which would have fired
+    // first with its own message, was left out of the messages step).
+    let msg = assert_sqlstate(
+        db.client
+            .query("SELECT erasure.request_erasure($1)", &[&subject]),
+        "23503",
+    );
+    assert!(
+        msg.contains("rows of media still reference rows of messages")
+            && msg.contains("media_message_id_fkey"),
+        "{msg}"
+    );
+    let id = last_request_id(&mut db);
+    assert_eq!(
+        wait_for_failed_request(&mut db, id),
+        Some(("failed".into(), "23503".into()))
+    );
+    let after: Vec<_> = db
+        .fingerprint()
+        .into_iter()
+        .filter(|(t, _)| t != "erasure.requests" && t != "erasure.audit_log")
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|(t, _)| t != "erasure.requests" && t != "erasure.audit_log")
+        .collect();
+    assert_eq!(after, before, "a failed request changes no CRM row");
+
+    // With the setting off, and under REPEATABLE READ, PostgreSQL checks per row as usual.
+    db.client
+        .batch_execute("SET erasure.batch_fk_checks = off")
+        .unwrap();
+    let msg = assert_sqlstate(
+        db.client
+            .query("SELECT erasure.request_erasure($1)", &[&subject]),
+        "23503",
+    );
+    assert!(msg.contains("violates foreign key constraint"), "{msg}");
+    db.client
+        .batch_execute("RESET erasure.batch_fk_checks")
+        .unwrap();
+    let mut tx = db
+        .client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    let err = tx
+        .query("SELECT erasure.request_erasure($1)", &[&subject])
+        .unwrap_err();
+    let db_err = err.as_db_error().unwrap();
+    assert_eq!(db_err.code().code(), "23503");
+    assert!(
+        db_err.message().contains("violates foreign key constraint"),
+        "{}",
+        db_err.message()
+    );
+    drop(tx);
+
+    // Without the trigger the same request completes, leaving no orphan.
+    db.client
+        .batch_execute("DROP TRIGGER keep_media_copy ON media")
+        .unwrap();
+    let report = db.json("SELECT erasure.request_erasure($1)", &[&subject]);
+    assert_eq!(report["status"], "completed", "{report:#}");
+    assert_eq!(orphans(&mut db), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM contacts WHERE id = $1", &[&contact]),
+        0
+    );
+}
+
+#[test]
+fn the_crms_own_triggers_still_fire_on_every_deleted_row() {
+    let mut db = TestDb::new("fk_crm_triggers");
+    let (contact, conversation, _) = contact_with_media(&mut db);
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.deletion_log (tbl text, id bigint, phase text);
+             CREATE FUNCTION public.log_deletion() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO public.deletion_log VALUES (TG_TABLE_NAME, OLD.id, TG_WHEN);
+                 RETURN OLD;
+             END $$;
+             CREATE TRIGGER log_before BEFORE DELETE ON conversations
+                 FOR EACH ROW EXECUTE FUNCTION public.log_deletion();
+             CREATE TRIGGER log_after AFTER DELETE ON conversations
+                 FOR EACH ROW EXECUTE FUNCTION public.log_deletion();
+             CREATE TRIGGER log_after AFTER DELETE ON messages
+                 FOR EACH ROW EXECUTE FUNCTION public.log_deletion();",
+        )
+        .unwrap();
+    let messages = db.count(
+        "SELECT count(*) FROM messages m JOIN conversations v ON v.id = m.conversation_id WHERE v.contact_id = $1",
+        &[&contact],
+    );
+    let conversations = db.count(
+        "SELECT count(*) FROM conversations WHERE contact_id = $1",
+        &[&contact],
+    );
+    let report = db.json(
+        "SELECT erasure.request_erasure($1)",
+        &[&format!("contact:{contact}")],
+    );
+    assert_eq!(report["status"], "completed", "{report:#}");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM deletion_log WHERE tbl = 'messages' AND phase = 'AFTER'",
+            &[]
+        ),
+        messages
+    );
+    for phase in ["BEFORE", "AFTER"] {
+        assert_eq!(
+            db.count(
+                "SELECT count(*) FROM deletion_log WHERE tbl = 'conversations' AND phase = $1",
+                &[&phase]
+            ),
+            conversations,
+            "{phase}"
+        );
+    }
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM deletion_log WHERE tbl = 'conversations' AND id = $1",
+            &[&conversation]
+        ),
+        2
+    );
+    assert_eq!(orphans(&mut db), 0);
+}
+
+/// Whether the backend `pid` is waiting for a lock; polls up to 10 s.
+fn waits_for_lock(db: &mut TestDb, pid: i32) -> bool {
+    for _ in 0..100 {
+        let waiting = db.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+            &[&pid],
+        );
+        if waiting > 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn insert_message(
+    c: &mut impl postgres::GenericClient,
+    org: i64,
+    conversation: i64,
+) -> Result<u64, postgres::Error> {
+    c.execute(
+        "INSERT INTO messages (org_id, conversation_id, body) VALUES ($1, $2, 'late message')",
+        &[&org, &conversation],
+    )
+}
+
+#[test]
+fn a_writer_after_the_erasure_waits_for_it_and_is_refused() {
+    let mut db = TestDb::new("fk_writer_after");
+    let (contact, conversation, org) = contact_with_media(&mut db);
+    let mut eraser = connect(&db.name);
+    let mut tx = eraser.transaction().unwrap();
+    let report: serde_json::Value = tx
+        .query_one(
+            "SELECT erasure.request_erasure($1)",
+            &[&format!("contact:{contact}")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(report["status"], "completed");
+
+    let name = db.name.clone();
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let mut w = connect(&name);
+        let pid: i32 = w.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        pid_tx.send(pid).unwrap();
+        insert_message(&mut w, org, conversation).map_err(|e| e.code().map(|c| c.code().to_owned()))
+    });
+    let pid = pid_rx.recv().unwrap();
+    assert!(
+        waits_for_lock(&mut db, pid),
+        "the writer must wait for the erasure"
+    );
+    tx.commit().unwrap();
+    let outcome = writer.join().unwrap();
+    assert_eq!(outcome, Err(Some("23503".to_owned())), "{outcome:?}");
+    assert_eq!(orphans(&mut db), 0);
+}
+
+#[test]
+fn a_writer_before_the_erasure_makes_it_wait_and_fail_without_an_orphan() {
+    let mut db = TestDb::new("fk_writer_before");
+    let (contact, conversation, org) = contact_with_media(&mut db);
+    let mut writer = connect(&db.name);
+    let mut wtx = writer.transaction().unwrap();
+    insert_message(&mut wtx, org, conversation).unwrap();
+
+    let name = db.name.clone();
+    let subject = format!("contact:{contact}");
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let eraser = std::thread::spawn(move || {
+        let mut e = connect(&name);
+        let pid: i32 = e.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        pid_tx.send(pid).unwrap();
+        e.query_one("SELECT erasure.request_erasure($1)", &[&subject])
+            .map(|r| r.get::<_, serde_json::Value>(0))
+            .map_err(|e| {
+                let db = e.as_db_error().unwrap();
+                (db.code().code().to_owned(), db.message().to_owned())
+            })
+    });
+    let pid = pid_rx.recv().unwrap();
+    assert!(
+        waits_for_lock(&mut db, pid),
+        "the erasure must wait for the writer"
+    );
+    wtx.commit().unwrap();
+    let outcome = eraser.join().unwrap();
+    // The message committed while the erasure waited: the check after the deletes sees it.
+    match &outcome {
+        Err((code, msg)) => {
+            assert_eq!(code, "23503", "{msg}");
+            assert!(
+                msg.contains("rows of messages still reference rows of conversations"),
+                "{msg}"
+            );
+        }
+        Ok(report) => panic!("expected the erasure to fail, it reported {report:#}"),
+    }
+    assert_eq!(orphans(&mut db), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM contacts WHERE id = $1", &[&contact]),
+        1,
+        "nothing was erased"
+    );
+    // Run again, the request erases the late message too.
+    let report = db.json(
+        "SELECT erasure.request_erasure($1)",
+        &[&format!("contact:{contact}")],
+    );
+    assert_eq!(report["status"], "completed", "{report:#}");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM messages WHERE conversation_id = $1",
+            &[&conversation]
+        ),
+        0
+    );
+    assert_eq!(orphans(&mut db), 0);
+}
