@@ -10,6 +10,10 @@
 //!   engine's deletes cost when no per-row foreign-key work is done, next to cascade (subjects
 //!   of group B, like pg_erasure).
 //!
+//! Right after pg_erasure's request, the same connection asks for the same subject again, which
+//! now has no data: that request's time is what every request costs besides deleting (context,
+//! root look-up, recording the request and its audit entry, commit), reported apart.
+//!
 //! Each variant has its own connection; the time of a subject is the client-side wall time of
 //! its whole transaction including COMMIT. Before and after every subject an independent query
 //! (on a separate connection) counts the subject's rows in that variant's schema.
@@ -276,6 +280,8 @@ pub struct RunResult {
     /// Measured latencies (ms) per variant, in subject order.
     pub latencies: Vec<(Variant, Vec<f64>)>,
     pub rows_per_subject: Vec<(Variant, Vec<i64>)>,
+    /// pg_erasure's second request for each subject, which found no data (ms).
+    pub no_data_latencies: Vec<f64>,
     pub subjects_checked: usize,
 }
 
@@ -311,9 +317,16 @@ impl RunResult {
             m(Variant::Limit),
             m(Variant::StatementsNoFk),
         );
+        let empty = summarize(&self.no_data_latencies);
+        let mut no_data = empty.json();
+        no_data["unit"] = json!("ms");
+        no_data["what"] = json!(
+            "request_erasure of the subject just erased (no data left): a request's fixed cost"
+        );
         json!({
             "synchronous_commit": if self.sync { "on" } else { "off" },
             "variants": variants,
+            "pg_erasure_no_data": no_data,
             "ratios_median": {
                 "pg_erasure/floor": ratio(e.median, f.median),
                 "pg_erasure/cascade": ratio(e.median, c.median),
@@ -322,6 +335,8 @@ impl RunResult {
                 "cascade/limit": ratio(c.median, l.median),
                 "statements_nofk/cascade": ratio(s.median, c.median),
                 "pg_erasure/statements_nofk": ratio(e.median, s.median),
+                "pg_erasure_no_data/cascade": ratio(empty.median, c.median),
+                "(pg_erasure - pg_erasure_no_data)/cascade": ratio(e.median - empty.median, c.median),
             },
             "ratios_p95": {
                 "pg_erasure/floor": ratio(e.p95, f.p95),
@@ -331,6 +346,8 @@ impl RunResult {
                 "cascade/limit": ratio(c.p95, l.p95),
                 "statements_nofk/cascade": ratio(s.p95, c.p95),
                 "pg_erasure/statements_nofk": ratio(e.p95, s.p95),
+                "pg_erasure_no_data/cascade": ratio(empty.p95, c.p95),
+                "(pg_erasure - pg_erasure_no_data)/cascade": ratio(e.p95 - empty.p95, c.p95),
             },
             "subjects_checked": self.subjects_checked,
         })
@@ -354,6 +371,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
 
     let n = VARIANTS.len();
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut no_data_lat = Vec::new();
     let mut rows: Vec<Vec<i64>> = vec![Vec::new(); n];
     let mut checked = 0;
     for (idx, pair) in pairs.iter().enumerate() {
@@ -414,6 +432,18 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
                 lat[vi].push(ms);
                 rows[vi].push(total(&before));
             }
+            if v == Variant::Engine {
+                let t0 = Instant::now();
+                let again = engine.erase(&subject)?;
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                ensure(
+                    again["status"] == "completed" && again["root_rows"] == 0,
+                    || format!("pg_erasure contact {id}, asked again: {again}"),
+                )?;
+                if !warm {
+                    no_data_lat.push(ms);
+                }
+            }
             checked += 1;
         }
         // The same subject in the three schemas had the same rows; the engine's subject (group
@@ -459,6 +489,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
         sync,
         latencies: VARIANTS.iter().copied().zip(lat).collect(),
         rows_per_subject: VARIANTS.iter().copied().zip(rows).collect(),
+        no_data_latencies: no_data_lat,
         subjects_checked: checked,
     })
 }

@@ -201,6 +201,8 @@ fn ratio_table(runs: &[RunResult]) -> Table {
             "cascade/limit",
             "statements_nofk/cascade",
             "pg_erasure/statements_nofk",
+            "pg_erasure_no_data/cascade",
+            "(pg_erasure - pg_erasure_no_data)/cascade",
         ] {
             t.row(vec![
                 if r.sync { "on" } else { "off" }.into(),
@@ -209,6 +211,15 @@ fn ratio_table(runs: &[RunResult]) -> Table {
                 f2(j["ratios_p95"][k].as_f64().unwrap_or(f64::NAN)),
             ]);
         }
+    }
+    for r in runs {
+        let empty = summarize(&r.no_data_latencies);
+        t.note(format!(
+            "synchronous_commit = {}: pg_erasure_no_data = request_erasure of the subject just erased (no data left), on pg_erasure's connection: median {:.3} ms, p95 {:.3} ms, the cost of a request besides its deletes",
+            if r.sync { "on" } else { "off" },
+            empty.median,
+            empty.p95
+        ));
     }
     t.note("targets apply to the synchronous_commit = off run");
     t
