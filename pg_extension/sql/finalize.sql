@@ -108,7 +108,7 @@ COMMENT ON FUNCTION erasure.release_hold(bigint) IS
 COMMENT ON FUNCTION erasure.load_data_map(jsonb) IS
     'Validate a data map against the catalog and make it the active one';
 COMMENT ON FUNCTION erasure.explain_plan(text) IS
-    'The SQL an erasure of a subject kind runs under the active data map: root look-ups, then each step, children first, with its scope and the statement that erases (or detaches) its rows';
+    'The SQL an erasure of a subject kind runs under the active data map: root look-ups, then each step, children first, with its scope, the statement that erases (or detaches) its rows and the foreign keys it checks itself, then the one statement that checks them (delete_check)';
 COMMENT ON FUNCTION erasure.invalidate_request_context(oid) IS
     'Drop every backend''s cached request context (called by the context_changed triggers)';
 COMMENT ON FUNCTION erasure.context_changed() IS

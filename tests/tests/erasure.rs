@@ -762,6 +762,27 @@ fn explain_plan_shows_the_statements_an_erasure_runs() {
     };
     assert!(sql("contacts").starts_with("DELETE FROM \"public\".\"contacts\""));
     assert!(sql("media").contains("INSERT INTO erasure.storage_outbox"));
+    // A parent's delete returns its keys; the foreign keys into it are checked once, after the
+    // last step, by the plan's delete_check.
+    assert!(sql("conversations").ends_with("RETURNING t.\"id\""));
+    let checked = contact["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["table"] == "conversations")
+        .map(|s| s["checked_foreign_keys"].clone())
+        .unwrap();
+    assert_eq!(
+        checked,
+        serde_json::json!([
+            "ai_logs_conversation_id_fkey",
+            "messages_conversation_id_fkey"
+        ])
+    );
+    let check = contact["delete_check"].as_str().unwrap();
+    assert!(check.starts_with("SELECT CASE WHEN EXISTS"), "{check}");
+    let org = db.json("SELECT erasure.explain_plan('org')", &[]);
+    assert_eq!(org["delete_check"], Value::Null, "{org:#}");
     let err = db
         .client
         .query_one("SELECT erasure.explain_plan('person')", &[])
