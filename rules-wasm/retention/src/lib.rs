@@ -160,11 +160,11 @@ impl Config {
             (Outcome::Erase, _) => Decision::Erase,
             (Outcome::Retain(until), Rule::Retain { basis, .. }) => Decision::Retain {
                 until: until.to_rfc3339(),
-                basis: basis.clone(),
+                basis: basis.as_str().into(),
             },
             (Outcome::Anonymize(until), Rule::Anonymize { basis, .. }) => Decision::Anonymize {
                 until: until.map(Timestamp::to_rfc3339),
-                basis: basis.clone(),
+                basis: basis.as_deref().map(Into::into),
             },
             _ => unreachable!("an outcome comes from its own rule"),
         })
