@@ -91,7 +91,8 @@ pub fn combine(decisions: &[(&Decision, &str)]) -> Verdict {
     Verdict {
         action: action_of(&winner),
         until,
-        basis,
+        // The ABI shares one basis text among records; a verdict owns its copy.
+        basis: basis.as_deref().map(str::to_owned),
         case_ref,
         module,
     }

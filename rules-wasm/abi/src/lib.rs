@@ -18,6 +18,7 @@
 //! by hand instead of through thiserror.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -123,6 +124,10 @@ impl Record {
 /// What must happen to one record.
 ///
 /// Serialised with an `"action"` tag: `{"action":"retain","until":...,"basis":...}`.
+///
+/// A `basis` is shared ([`Arc<str>`]): a module gives thousands of records the same legal
+/// text, and the host's reader hands each of them the same copy instead of allocating one
+/// per record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase", from = "WireDecision")]
 pub enum Decision {
@@ -134,10 +139,10 @@ pub enum Decision {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        basis: Option<String>,
+        basis: Option<Arc<str>>,
     },
     /// Keep unchanged until `until` because of `basis`, then erase.
-    Retain { until: String, basis: String },
+    Retain { until: String, basis: Arc<str> },
     /// Keep unchanged while legal hold `case` lasts.
     Hold { case: String },
 }
@@ -153,11 +158,11 @@ enum WireDecision {
         #[serde(default)]
         until: Option<String>,
         #[serde(default)]
-        basis: Option<String>,
+        basis: Option<Arc<str>>,
     },
     Retain {
         until: String,
-        basis: String,
+        basis: Arc<str>,
     },
     Hold {
         case: String,
@@ -464,7 +469,7 @@ pub fn decode_output_serde(bytes: &[u8], expected: usize) -> Result<Vec<Decision
 
 /// A direct reader for well-formed `{"decisions":[...]}` answers.
 mod fast_decode {
-    use std::borrow::Cow;
+    use std::sync::Arc;
 
     use crate::json::{read_str, skip_ws};
     use crate::Decision;
@@ -519,24 +524,24 @@ mod fast_decode {
         /// The raw bytes of the last string value read (quotes included), kept here rather
         /// than as a range of the output so comparing reads only one far-away copy.
         raw: Vec<u8>,
-        text: String,
+        /// Its text, handed out shared: a hit costs a reference count, not an allocation.
+        text: Option<Arc<str>>,
     }
 
     impl Memo {
-        fn string(&mut self, bytes: &[u8], at: usize) -> Option<(String, usize)> {
+        fn string(&mut self, bytes: &[u8], at: usize) -> Option<(Arc<str>, usize)> {
             let len = self.raw.len();
-            if len > 0 && bytes.get(at..at + len) == Some(&self.raw[..]) {
-                // The same bytes from an opening quote end at the same closing quote.
-                return Some((self.text.clone(), at + len));
+            if let Some(text) = &self.text {
+                if bytes.get(at..at + len) == Some(&self.raw[..]) {
+                    // The same bytes from an opening quote end at the same closing quote.
+                    return Some((Arc::clone(text), at + len));
+                }
             }
             let (text, next) = read_str(bytes, at)?;
-            let text = match text {
-                Cow::Borrowed(t) => t.to_owned(),
-                Cow::Owned(t) => t,
-            };
+            let text: Arc<str> = Arc::from(&*text);
             self.raw.clear();
             self.raw.extend_from_slice(&bytes[at..next]);
-            self.text.clone_from(&text);
+            self.text = Some(Arc::clone(&text));
             Some((text, next))
         }
     }
@@ -584,7 +589,7 @@ mod fast_decode {
             "hold" => [false, false, true],
             _ => return None,
         };
-        let mut fields: [Option<String>; 3] = [None, None, None];
+        let mut fields: [Option<Arc<str>>; 3] = [None, None, None];
         i = skip_ws(bytes, next);
         loop {
             match bytes.get(i)? {
@@ -608,6 +613,8 @@ mod fast_decode {
             i = skip_ws(bytes, next);
         }
         let [until, basis, case] = fields;
+        // Only `basis` stays shared; dates and case references are the ABI's plain strings.
+        let until = until.map(|t| String::from(&*t));
         let decision = match &*action {
             "erase" => Decision::Erase,
             "anonymize" => Decision::Anonymize { until, basis },
@@ -615,7 +622,9 @@ mod fast_decode {
                 until: until?,
                 basis: basis?,
             },
-            _ => Decision::Hold { case: case? },
+            _ => Decision::Hold {
+                case: String::from(&*case?),
+            },
         };
         Some((decision, i + 1))
     }

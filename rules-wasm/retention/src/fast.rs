@@ -166,21 +166,53 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
     out.clear();
     out.reserve_exact(size);
     out.extend_from_slice(b"{\"decisions\":[");
-    for (i, (index, kind, date)) in outcomes.iter().enumerate() {
+    // Records come in runs with the same answer but for its date. A run's answers are written
+    // by doubling: one answer, then copies of everything written so far, then each date. A
+    // copy is a host call in wasm (`memory.copy`), so a run of n answers costs log2(n) of
+    // them instead of n.
+    let mut i = 0;
+    while i < outcomes.len() {
+        let (index, kind, _) = outcomes[i];
+        let run = outcomes[i..]
+            .iter()
+            .take_while(|(ix, k, _)| *ix == index && *k == kind)
+            .count();
+        let (answer, date_at): (&[u8], Option<usize>) = match kind {
+            Kind::Erase => (&erase, None),
+            Kind::Dated => {
+                let a = answers[index].as_ref()?;
+                (&a.dated, Some(a.date_at))
+            }
+            Kind::Undated => (&answers[index].as_ref()?.undated, None),
+        };
+        // Each answer is `,` and its JSON; the output's first has no comma.
+        let start = out.len();
         if i > 0 {
             out.push(b',');
         }
-        match kind {
-            Kind::Erase => out.extend_from_slice(&erase),
-            Kind::Dated => {
-                let a = answers[*index].as_ref()?;
-                // One copy of the whole answer, then its date.
-                let at = out.len() + a.date_at;
-                out.extend_from_slice(&a.dated);
+        let first = out.len();
+        out.extend_from_slice(answer);
+        let each = 1 + answer.len();
+        if run > 1 {
+            let rest = out.len();
+            out.push(b',');
+            out.extend_from_slice(answer);
+            let total = (run - 1) * each;
+            while out.len() - rest < total {
+                let written = out.len() - rest;
+                out.extend_from_within(rest..rest + written.min(total - written));
+            }
+        }
+        if let Some(date_at) = date_at {
+            let first_date = first + date_at;
+            out[first_date..first_date + 20].copy_from_slice(&outcomes[i].2);
+            for (j, (_, _, date)) in outcomes[i + 1..i + run].iter().enumerate() {
+                let at = first_date + answer.len() + j * each + 1;
                 out[at..at + 20].copy_from_slice(date);
             }
-            Kind::Undated => out.extend_from_slice(&answers[*index].as_ref()?.undated),
         }
+        debug_assert_eq!(out.len() - start, run * each - usize::from(i == 0));
+        i += run;
     }
     out.extend_from_slice(b"]}");
     Some(())
@@ -332,30 +364,11 @@ fn end_of_utc_period(text: &str, period: &Period, now: &Civil) -> Option<Option<
     if period.days != 0 || b.len() < 20 || b.len() > 64 {
         return None;
     }
-    let digits = |from: usize, len: usize| digits(b, from, len);
-    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let start = Civil {
-        year: digits(0, 4)?,
-        month: digits(5, 2)?,
-        day: digits(8, 2)?,
-        hour: digits(11, 2)?,
-        minute: digits(14, 2)?,
-        second: digits(17, 2)?,
+    let start = match <&[u8; 20]>::try_from(b) {
+        // The host's own form, read a word at a time.
+        Ok(canonical) => canonical_fields(canonical)?,
+        Err(_) => spelled_fields(b)?,
     };
-    let mut i = 19;
-    if b[i] == b'.' {
-        let fraction = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if fraction == 0 {
-            return None;
-        }
-        i += 1 + fraction;
-    }
-    match &b[i..] {
-        b"Z" | b"+00:00" | b"-00:00" => {}
-        _ => return None,
-    }
     if !(1..=12).contains(&start.month)
         || start.day == 0
         || start.day > days_in_month(i64::from(start.year), start.month)
@@ -382,6 +395,78 @@ fn end_of_utc_period(text: &str, period: &Period, now: &Civil) -> Option<Option<
             end.year, end.month, end.day, end.hour, end.minute, end.second,
         )
     }))
+}
+
+/// The fields of `YYYY-MM-DDTHH:MM:SSZ` (numbers not yet range-checked), or `None` for any
+/// other 20 bytes. The same answer as [`spelled_fields`] on 20 bytes, with three word loads
+/// and masks instead of a loop per field: in wasm that loop was most of a record's cost.
+#[inline(always)]
+fn canonical_fields(b: &[u8; 20]) -> Option<Civil> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    // Each byte selected by `mask` is an ASCII digit: its high nibble is 3 both before and
+    // after adding 6 (a byte above 0xF9 that could carry fails the first test).
+    let digits = |w: u64, mask: u64| {
+        w & HIGH & mask == ZEROS & mask
+            && w.wrapping_add(SIXES & mask) & HIGH & mask == ZEROS & mask
+    };
+    let w0 = u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")); // YYYY-MM-
+    let w1 = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")); // DDTHH:MM
+    let w2 = u64::from(u32::from_le_bytes(b[16..20].try_into().expect("4 bytes"))); // :SSZ
+    const DIGITS0: u64 = 0x00FF_FF00_FFFF_FFFF;
+    const DIGITS1: u64 = 0xFFFF_00FF_FF00_FFFF;
+    const DIGITS2: u64 = 0x00FF_FF00;
+    let shape = w0 & 0xFF00_00FF_0000_0000 == 0x2D00_002D_0000_0000 // '-' at 4 and 7
+        && w1 & 0x0000_FF00_00FF_0000 == 0x0000_3A00_0054_0000 // 'T' at 10, ':' at 13
+        && w2 & 0xFF00_00FF == 0x5A00_003A; // ':' at 16, 'Z' at 19
+    if !(shape && digits(w0, DIGITS0) && digits(w1, DIGITS1) && digits(w2, DIGITS2)) {
+        return None;
+    }
+    let (d0, d1, d2) = (
+        w0 - (ZEROS & DIGITS0),
+        w1 - (ZEROS & DIGITS1),
+        w2 - (ZEROS & DIGITS2),
+    );
+    let at = |w: u64, lane: u32| ((w >> (8 * lane)) & 0xFF) as u32;
+    let pair = |w: u64, lane: u32| at(w, lane) * 10 + at(w, lane + 1);
+    Some(Civil {
+        year: pair(d0, 0) * 100 + pair(d0, 2),
+        month: pair(d0, 5),
+        day: pair(d1, 0),
+        hour: pair(d1, 3),
+        minute: pair(d1, 6),
+        second: pair(d2, 1),
+    })
+}
+
+/// The fields of `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z`, `+00:00` or
+/// `-00:00` (numbers not yet range-checked); `None` for anything else.
+fn spelled_fields(b: &[u8]) -> Option<Civil> {
+    let digits = |from: usize, len: usize| digits(b, from, len);
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let start = Civil {
+        year: digits(0, 4)?,
+        month: digits(5, 2)?,
+        day: digits(8, 2)?,
+        hour: digits(11, 2)?,
+        minute: digits(14, 2)?,
+        second: digits(17, 2)?,
+    };
+    let mut i = 19;
+    if b[i] == b'.' {
+        let fraction = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if fraction == 0 {
+            return None;
+        }
+        i += 1 + fraction;
+    }
+    match &b[i..] {
+        b"Z" | b"+00:00" | b"-00:00" => Some(start),
+        _ => None,
+    }
 }
 
 /// The decimal number of `len` ASCII digits at `from`; `None` if any is not a digit.
@@ -437,6 +522,31 @@ mod tests {
             }
         }
         assert!(answered > 100_000, "{answered}");
+    }
+
+    /// The word-at-a-time reader accepts exactly the 20-byte texts the field-by-field one
+    /// does, with the same fields.
+    #[test]
+    fn canonical_fields_match_spelled_fields() {
+        let mut texts = vec![
+            *b"2024-02-29T23:59:59Z",
+            *b"0000-01-01T00:00:00Z",
+            *b"9999-12-31T99:99:99Z",
+        ];
+        let replacements = b"0123456789-T:Z. z/\x7f\xff\x00\xfa";
+        for base in texts.clone() {
+            for at in 0..20 {
+                for &r in replacements {
+                    let mut t = base;
+                    t[at] = r;
+                    texts.push(t);
+                }
+            }
+        }
+        for t in texts {
+            let (a, b) = (canonical_fields(&t), spelled_fields(&t));
+            assert!(a == b, "{:?}", String::from_utf8_lossy(&t));
+        }
     }
 
     fn days_from(year: i64) -> i64 {

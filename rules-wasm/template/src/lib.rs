@@ -136,7 +136,7 @@ impl Policy {
             return Ok(match until {
                 Some(until) => Decision::Retain {
                     until,
-                    basis: self.basis.clone(),
+                    basis: self.basis.as_str().into(),
                 },
                 // The period is over: nothing left to keep.
                 None => Decision::Erase,
