@@ -45,7 +45,7 @@ impl Config {
             purge_org_contacts: 4200,
             concurrency_erasures: 300,
             rule_batch: 5000,
-            rule_calls: 20,
+            rule_calls: 100,
             load_reps: 5,
             keep_db: false,
             smoke: false,
@@ -88,7 +88,7 @@ usage: bench [--smoke] [options]
   --purge-org-contacts C          contacts of each purge org        [4200, about 210 000 kept rows]
   --concurrency-erasures N        erasures per concurrency level    [300]
   --rule-batch N                  records per rule-module call      [5000]
-  --rule-calls N                  timed rule-module calls           [20]
+  --rule-calls N                  timed rule-module calls           [100]
   --load-reps N                   repetitions of module loads       [5; 0 skips timing the compile]
   --keep                          keep the database afterwards
 ";
