@@ -43,36 +43,55 @@ fn orphans(db: &mut TestDb) -> i64 {
     )
 }
 
-/// A CRM trigger that puts a media row back under its message whenever one is deleted: the
-/// erasure's messages step then meets a row that references it.
-const MEDIA_COPY_TRIGGER: &str = "
-    CREATE FUNCTION public.keep_media_copy() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        INSERT INTO public.media (org_id, message_id, kind, storage_key)
-        VALUES (OLD.org_id, OLD.message_id, OLD.kind, OLD.storage_key || '-copy');
-        RETURN OLD;
-    END $$;
-    CREATE TRIGGER keep_media_copy AFTER DELETE ON media
-        FOR EACH ROW WHEN (OLD.storage_key NOT LIKE '%-copy') EXECUTE FUNCTION public.keep_media_copy();";
+/// A CRM trigger that puts a row back under its parent whenever one is deleted from `table`
+/// (linked through `column`): a step after it meets a row that references what it deletes.
+fn copy_trigger(table: &str, column: &str, values: &str) -> String {
+    format!(
+        "CREATE FUNCTION public.keep_{table}_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.{table} (org_id, {column}, {values}) SELECT OLD.org_id, OLD.{column}, {values}
+               FROM (SELECT (OLD).*) o;
+             RETURN OLD;
+         END $$;
+         CREATE TRIGGER keep_copy AFTER DELETE ON public.{table}
+             FOR EACH ROW WHEN (pg_trigger_depth() < 2) EXECUTE FUNCTION public.keep_{table}_copy();"
+    )
+}
+
+/// Requests whose rows are not CRM rows: the fingerprint without the request log.
+fn crm_fingerprint(db: &mut TestDb) -> Vec<(String, String)> {
+    db.fingerprint()
+        .into_iter()
+        .filter(|(t, _)| t != "erasure.requests" && t != "erasure.audit_log")
+        .collect()
+}
 
 #[test]
 fn a_row_that_appears_under_a_deleted_parent_fails_the_request_and_erases_nothing() {
     let mut db = TestDb::new("fk_reappearing_child");
-    let (contact, _, _) = contact_with_media(&mut db);
-    db.client.batch_execute(MEDIA_COPY_TRIGGER).unwrap();
-    let before = db.fingerprint();
-    let subject = format!("contact:{contact}");
+    // A user's plan runs children first (it detaches rows): team memberships go before the
+    // user, and the trigger puts one back.
+    let user: i64 = db
+        .client
+        .query_one("SELECT min(user_id) FROM team_memberships", &[])
+        .unwrap()
+        .get(0);
+    db.client
+        .batch_execute(&copy_trigger("team_memberships", "user_id", "role"))
+        .unwrap();
+    let before = crm_fingerprint(&mut db);
+    let subject = format!("user:{user}");
 
     // The engine's own check finds it (PostgreSQL's per-row check, which would have fired
-    // first with its own message, was left out of the messages step).
+    // first with its own message, was left out of the users step).
     let msg = assert_sqlstate(
         db.client
             .query("SELECT erasure.request_erasure($1)", &[&subject]),
         "23503",
     );
     assert!(
-        msg.contains("rows of media still reference rows of messages")
-            && msg.contains("media_message_id_fkey"),
+        msg.contains("rows of team_memberships still reference rows of users")
+            && msg.contains("team_memberships_user_id_fkey"),
         "{msg}"
     );
     let id = last_request_id(&mut db);
@@ -80,16 +99,11 @@ fn a_row_that_appears_under_a_deleted_parent_fails_the_request_and_erases_nothin
         wait_for_failed_request(&mut db, id),
         Some(("failed".into(), "23503".into()))
     );
-    let after: Vec<_> = db
-        .fingerprint()
-        .into_iter()
-        .filter(|(t, _)| t != "erasure.requests" && t != "erasure.audit_log")
-        .collect();
-    let before: Vec<_> = before
-        .into_iter()
-        .filter(|(t, _)| t != "erasure.requests" && t != "erasure.audit_log")
-        .collect();
-    assert_eq!(after, before, "a failed request changes no CRM row");
+    assert_eq!(
+        crm_fingerprint(&mut db),
+        before,
+        "a failed request changes no CRM row"
+    );
 
     // With the setting off, and under REPEATABLE READ, PostgreSQL checks per row as usual.
     db.client
@@ -122,14 +136,39 @@ fn a_row_that_appears_under_a_deleted_parent_fails_the_request_and_erases_nothin
     );
     drop(tx);
 
-    // Without the trigger the same request completes, leaving no orphan.
+    // A contact's plan runs parents first: a media row put back under a message that is
+    // already gone fails its own foreign-key check at once.
+    let (contact, _, _) = contact_with_media(&mut db);
     db.client
-        .batch_execute("DROP TRIGGER keep_media_copy ON media")
+        .batch_execute(&copy_trigger("media", "message_id", "kind, storage_key"))
         .unwrap();
+    let msg = assert_sqlstate(
+        db.client.query(
+            "SELECT erasure.request_erasure($1)",
+            &[&format!("contact:{contact}")],
+        ),
+        "23503",
+    );
+    assert!(
+        msg.contains("insert or update on table \"media\" violates foreign key constraint"),
+        "{msg}"
+    );
+
+    // Without the triggers both requests complete, leaving no orphan.
+    db.client
+        .batch_execute(
+            "DROP TRIGGER keep_copy ON team_memberships; DROP TRIGGER keep_copy ON media",
+        )
+        .unwrap();
+    let report = db.json("SELECT erasure.request_erasure($1)", &[&subject]);
+    assert_eq!(report["status"], "completed", "{report:#}");
     erase_completed(&mut db, contact);
     assert_eq!(orphans(&mut db), 0);
     assert_eq!(
-        db.count("SELECT count(*) FROM contacts WHERE id = $1", &[&contact]),
+        db.count(
+            "SELECT count(*) FROM team_memberships WHERE user_id = $1",
+            &[&user]
+        ),
         0
     );
 }
@@ -251,7 +290,7 @@ fn a_writer_after_the_erasure_waits_for_it_and_is_refused() {
 }
 
 #[test]
-fn a_writer_before_the_erasure_makes_it_wait_and_fail_without_an_orphan() {
+fn a_writer_before_the_erasure_makes_it_wait_and_its_row_is_erased_too() {
     let mut db = TestDb::new("fk_writer_before");
     let (contact, conversation, org) = contact_with_media(&mut db);
     let mut writer = connect(&db.name);
@@ -278,31 +317,19 @@ fn a_writer_before_the_erasure_makes_it_wait_and_fail_without_an_orphan() {
         "the erasure must wait for the writer"
     );
     wtx.commit().unwrap();
-    let outcome = eraser.join().unwrap();
-    // The message committed while the erasure waited: the check after the deletes sees it.
-    match &outcome {
-        Err((code, msg)) => {
-            assert_eq!(code, "23503", "{msg}");
-            assert!(
-                msg.contains("rows of messages still reference rows of conversations"),
-                "{msg}"
-            );
-        }
-        Ok(report) => panic!("expected the erasure to fail, it reported {report:#}"),
-    }
-    assert_eq!(orphans(&mut db), 0);
-    assert_eq!(
-        db.count("SELECT count(*) FROM contacts WHERE id = $1", &[&contact]),
-        1,
-        "nothing was erased"
-    );
-    // Run again, the request erases the late message too.
-    erase_completed(&mut db, contact);
+    // The erasure ran parents first: it deleted the conversation once the writer committed,
+    // then the conversation's messages with a snapshot that sees the late one.
+    let report = eraser.join().unwrap().unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(report["status"], "completed", "{report:#}");
     assert_eq!(
         db.count(
             "SELECT count(*) FROM messages WHERE conversation_id = $1",
             &[&conversation]
         ),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM contacts WHERE id = $1", &[&contact]),
         0
     );
     assert_eq!(orphans(&mut db), 0);

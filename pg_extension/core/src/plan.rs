@@ -43,6 +43,12 @@ pub struct Step {
     /// step's scope (an own child) or unlinked by an earlier detach step. Empty for an
     /// organization, whose tables are scoped by the tenant column alone.
     pub checked_links: Vec<CheckedLink>,
+    /// Parents first (see [`Plan::parents_first`]): the rows in scope by the keys the parents'
+    /// steps deleted, over alias `t`; `$R+1..` are those keys, one array per entry of
+    /// `parent_keys`.
+    pub keyed_scope: String,
+    /// The steps (indices) whose deleted keys `keyed_scope` takes, in parameter order.
+    pub parent_keys: Vec<usize>,
 }
 
 /// A foreign key into a step's table whose referencing rows earlier steps remove or unlink.
@@ -81,6 +87,13 @@ pub struct Plan {
     /// `$i` of every step's scope is the array of keys found by `roots[i-1]`.
     pub roots: Vec<RootLookup>,
     pub steps: Vec<Step>,
+    /// Whether the steps can also run parents first, each scoped by the keys its parents'
+    /// steps deleted (`keyed_scope`) instead of a subquery through them: when the rules erase
+    /// everything, this saves reading every parent again for each child. It needs every
+    /// foreign key into a parent to be checked by the extension (a child still references
+    /// its parent when the parent goes), so a person's plan without detach steps qualifies;
+    /// the extension still runs children first whenever a row is kept.
+    pub parents_first: bool,
 }
 
 /// How a table is reached in a plan.
@@ -212,6 +225,8 @@ impl Plan {
                     scope: scope_of(name, "t"),
                     children,
                     checked_links,
+                    keyed_scope: String::new(),
+                    parent_keys: Vec::new(),
                 });
             }
             for link in &spec.links {
@@ -231,15 +246,25 @@ impl Plan {
                         ),
                         children: Vec::new(),
                         checked_links: Vec::new(),
+                        keyed_scope: String::new(),
+                        parent_keys: Vec::new(),
                     });
                 }
             }
+        }
+        let parents_first = !tenant_mode
+            && steps
+                .iter()
+                .all(|s| s.action == StepAction::Own && s.checked_links.len() == s.children.len());
+        if parents_first {
+            keyed_scopes(map, &sources, style, roots.len(), &mut steps);
         }
         Ok(Plan {
             kind,
             style,
             roots,
             steps,
+            parents_first,
         })
     }
 
@@ -259,6 +284,42 @@ impl Plan {
             .map(|s| s.table.as_str())
             .filter(|t| seen.insert(*t))
             .collect()
+    }
+}
+
+/// Fills every step's `keyed_scope`: its root keys (`$i`) or the deleted keys of the parents
+/// it is linked to (`$R+1..`, an array each), joined by OR.
+fn keyed_scopes(
+    map: &DataMap,
+    sources: &std::collections::BTreeMap<&str, Vec<Source>>,
+    style: RootStyle,
+    roots: usize,
+    steps: &mut [Step],
+) {
+    let step_of: std::collections::BTreeMap<String, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.table.clone(), i))
+        .collect();
+    for step in steps.iter_mut() {
+        let key = quote_ident(&map.table(&step.table).key);
+        let mut preds = Vec::new();
+        for source in &sources[step.table.as_str()] {
+            match source {
+                Source::Root(i) => preds.push(style.test(&format!("t.{key}"), *i)),
+                Source::Link { column, parent } => {
+                    step.parent_keys.push(step_of[parent]);
+                    preds.push(format!(
+                        "t.{} = ANY(${})",
+                        quote_ident(column),
+                        roots + step.parent_keys.len()
+                    ));
+                }
+                // Not in a person's plan.
+                Source::Tenant => {}
+            }
+        }
+        step.keyed_scope = join_or(&preds);
     }
 }
 

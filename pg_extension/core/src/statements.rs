@@ -40,6 +40,10 @@ pub enum StatementKind {
     EraseKeys,
     /// Row-level anonymise by keys. Params: `$1` keys, then one per non-NULL replacement.
     AnonymizeKeys,
+    /// Group erase parents first ([`Plan::parents_first`]): like `Erase`, scoped by
+    /// `keyed_scope`. Own params: the parents' deleted keys (one `bigint[]` per entry of
+    /// `parent_keys`), then request id and table name (outbox tables).
+    EraseUnderParents,
 }
 
 impl StatementKind {
@@ -60,28 +64,9 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
     let r = plan.roots.len();
     let scope = &step.scope;
     match kind {
-        StatementKind::Erase => {
-            let keys = !step.checked_links.is_empty();
-            match (&spec.outbox, keys) {
-                (Some(col), false) => format!(
-                    "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{c}) \
-                     INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
-                     SELECT ${}, ${}, d.{c} FROM d",
-                    r + 1,
-                    r + 2,
-                    c = quote_ident(col)
-                ),
-                (Some(col), true) => format!(
-                    "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}, t.{c}), \
-                     o AS (INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
-                     SELECT ${}, ${}, d.{c} FROM d) SELECT d.{key} FROM d",
-                    r + 1,
-                    r + 2,
-                    c = quote_ident(col)
-                ),
-                (None, false) => format!("DELETE FROM {tbl} t WHERE {scope}"),
-                (None, true) => format!("DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}"),
-            }
+        StatementKind::Erase => group_erase(map, step, scope, r),
+        StatementKind::EraseUnderParents => {
+            group_erase(map, step, &step.keyed_scope, r + step.parent_keys.len())
         }
         StatementKind::Keep => format!(
             "WITH k AS (SELECT t.{key} AS key FROM {tbl} t WHERE {scope}) {}",
@@ -128,6 +113,35 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
             "UPDATE {tbl} t SET {} WHERE t.{key} = ANY($1)",
             set_list(map, &step.table, 2)
         ),
+    }
+}
+
+/// A group erase of `step`'s rows in `scope`, whose own parameters (the outbox's request id
+/// and table) follow `$own`. Returns the deleted keys where the step checks foreign keys.
+fn group_erase(map: &DataMap, step: &Step, scope: &str, own: usize) -> String {
+    let spec = map.table(&step.table);
+    let tbl = quote_table(&step.table);
+    let key = quote_ident(&spec.key);
+    let keys = !step.checked_links.is_empty();
+    match (&spec.outbox, keys) {
+        (Some(col), false) => format!(
+            "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{c}) \
+             INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
+             SELECT ${}, ${}, d.{c} FROM d",
+            own + 1,
+            own + 2,
+            c = quote_ident(col)
+        ),
+        (Some(col), true) => format!(
+            "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}, t.{c}), \
+             o AS (INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
+             SELECT ${}, ${}, d.{c} FROM d) SELECT d.{key} FROM d",
+            own + 1,
+            own + 2,
+            c = quote_ident(col)
+        ),
+        (None, false) => format!("DELETE FROM {tbl} t WHERE {scope}"),
+        (None, true) => format!("DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}"),
     }
 }
 
@@ -251,30 +265,47 @@ pub fn checked_links(plan: &Plan) -> Vec<(usize, &Step, &CheckedLink)> {
 }
 
 /// What an erasure of `plan`'s subject kind runs, for people and tools (`erasure.explain_plan`):
-/// the root look-ups, then each step, children first, with its scope and the statement that
-/// erases its rows (or, for a detach step, unlinks them) when the rules keep none of them and
-/// the foreign keys it checks itself, then the statement that checks them.
+/// the root look-ups, then each step with the statement that erases its rows (or, for a detach
+/// step, unlinks them) when the rules keep none of them — parents first where the plan can
+/// (`order`; each step's `parent_keys` name the steps whose deleted keys it takes as `$R+1..`),
+/// else children first with its scope — and the foreign keys it checks itself, then the
+/// statement that checks them.
 pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
-    let steps: Vec<serde_json::Value> = plan
-        .steps
-        .iter()
-        .map(|s| {
+    let order: Vec<usize> = if plan.parents_first {
+        (0..plan.steps.len()).rev().collect()
+    } else {
+        (0..plan.steps.len()).collect()
+    };
+    let steps: Vec<serde_json::Value> = order
+        .into_iter()
+        .map(|i| {
+            let s = &plan.steps[i];
             let action = match &s.action {
                 StepAction::Own => serde_json::json!("own"),
                 StepAction::Detach { column, parent } => {
                     serde_json::json!({"detach": column, "from": parent})
                 }
             };
-            let kind = match s.action {
-                StepAction::Own => StatementKind::Erase,
-                StepAction::Detach { .. } => StatementKind::Detach,
+            let (kind, scope) = match s.action {
+                StepAction::Own if plan.parents_first => {
+                    (StatementKind::EraseUnderParents, &s.keyed_scope)
+                }
+                StepAction::Own => (StatementKind::Erase, &s.scope),
+                StepAction::Detach { .. } => (StatementKind::Detach, &s.scope),
             };
             let mut step = serde_json::json!({
                 "table": s.table,
                 "action": action,
-                "scope": s.scope,
+                "scope": scope,
                 "sql": build(map, plan, s, kind),
             });
+            if plan.parents_first {
+                step["parent_keys"] = s
+                    .parent_keys
+                    .iter()
+                    .map(|p| serde_json::json!(plan.steps[*p].table))
+                    .collect();
+            }
             if !s.checked_links.is_empty() {
                 step["checked_foreign_keys"] = s
                     .checked_links
@@ -292,6 +323,7 @@ pub fn describe(map: &DataMap, plan: &Plan) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "subject_kind": plan.kind.as_str(),
+        "order": if plan.parents_first { "parents first" } else { "children first" },
         "roots": roots,
         "steps": steps,
         "delete_check": delete_check(plan),

@@ -381,10 +381,12 @@ fn describe_shows_each_step_with_the_statement_it_runs() {
     let d = describe(&map, &contact);
     let steps = d["steps"].as_array().unwrap();
     assert_eq!(steps.len(), contact.steps.len());
-    for (json, step) in steps.iter().zip(&contact.steps) {
+    // A contact's plan runs parents first when nothing is kept.
+    assert_eq!(d["order"], "parents first");
+    for (json, step) in steps.iter().zip(contact.steps.iter().rev()) {
         assert_eq!(
             json["sql"].as_str().unwrap(),
-            build(&map, &contact, step, StatementKind::Erase)
+            build(&map, &contact, step, StatementKind::EraseUnderParents)
         );
     }
     let media = steps.iter().find(|s| s["table"] == "media").unwrap();
@@ -508,4 +510,58 @@ fn organizations_and_foreign_keys_with_actions_keep_postgres_checks() {
     let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
     assert!(checked(&plan, "messages").is_empty());
     assert!(!plan.checking_steps().is_empty());
+}
+
+#[test]
+fn a_persons_plan_can_run_parents_first_by_the_keys_its_parents_deleted() {
+    let map = load(small_map()).unwrap();
+    let plan = Plan::build(&map, SubjectKind::Contact, RootStyle::Scalar).unwrap();
+    assert!(plan.parents_first);
+    let step = |t: &str| plan.steps.iter().find(|s| s.table == t).unwrap();
+    let table = |i: &usize| plan.steps[*i].table.as_str();
+    assert_eq!(step("contacts").keyed_scope, "t.\"id\" = $1");
+    assert!(step("contacts").parent_keys.is_empty());
+    assert_eq!(
+        step("messages").keyed_scope,
+        "t.\"conversation_id\" = ANY($2)"
+    );
+    assert_eq!(
+        step("messages")
+            .parent_keys
+            .iter()
+            .map(table)
+            .collect::<Vec<_>>(),
+        ["conversations"]
+    );
+    // Two parents: one array each, joined by OR (no UNION of subqueries).
+    assert_eq!(
+        step("ai_logs").keyed_scope,
+        "(t.\"contact_id\" = ANY($2) OR t.\"conversation_id\" = ANY($3))"
+    );
+    assert_eq!(
+        step("ai_logs")
+            .parent_keys
+            .iter()
+            .map(table)
+            .collect::<Vec<_>>(),
+        ["contacts", "conversations"]
+    );
+    // Every parent's step comes after its children's in `steps`, so before them reversed.
+    for (i, s) in plan.steps.iter().enumerate() {
+        assert!(s.parent_keys.iter().all(|p| *p > i), "{}", s.table);
+    }
+    // The media step's outbox parameters follow its parent's keys.
+    let media = build(&map, &plan, step("media"), StatementKind::EraseUnderParents);
+    assert!(
+        media.contains("t.\"message_id\" = ANY($2)") && media.contains("SELECT $3, $4"),
+        "{media}"
+    );
+
+    // A user's plan detaches rows (a conversation keeps its link until the step unlinks it):
+    // children first only; so is an organization's (PostgreSQL checks its foreign keys).
+    for kind in [SubjectKind::User, SubjectKind::Org] {
+        let plan = Plan::build(&map, kind, RootStyle::Scalar).unwrap();
+        assert!(!plan.parents_first, "{kind:?}");
+        assert_eq!(describe(&map, &plan)["order"], "children first");
+    }
 }

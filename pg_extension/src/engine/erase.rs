@@ -340,6 +340,9 @@ fn text() -> PgOid {
 impl Erasure<'_> {
     fn run(&mut self, client: &mut SpiClient<'_>) -> ExtResult<()> {
         let group_verdicts = self.decide_groups()?;
+        if self.erases_parents_first(&group_verdicts) {
+            return self.run_parents_first(client);
+        }
         for (index, step) in self.plan.steps.iter().enumerate() {
             match &step.action {
                 StepAction::Detach { .. } => {
@@ -438,6 +441,12 @@ impl Erasure<'_> {
                     StatementKind::AnonymizeKeep => {
                         t.extend([int8, text(), text(), text(), text(), text(), text()]);
                         t.extend(std::iter::repeat_n(text(), anon));
+                    }
+                    StatementKind::EraseUnderParents => {
+                        t.extend(std::iter::repeat_n(keys, step.parent_keys.len()));
+                        if spec.outbox.is_some() {
+                            t.extend([int8, text()]);
+                        }
                     }
                     StatementKind::EraseKeys => {
                         t.push(keys);
@@ -570,43 +579,93 @@ impl Erasure<'_> {
             if !kept_children.is_empty() {
                 return self.apply_pinned(client, index, step, &kept_children);
             }
-            let stmt = self.statement(client, index, step, StatementKind::Erase)?;
-            let mut args = root_args(self.plan, &self.roots);
-            if self.map.map.table(&table).outbox.is_some() {
-                args.push(self.info.request_id.into());
-                args.push(table.as_str().into());
-            }
-            let n = if self.batch_checks && !step.checked_links.is_empty() {
-                // The statement returns the deleted keys; the left-out checks run over them
-                // after the last step.
-                let constraints = step
-                    .checked_links
-                    .iter()
-                    .map(|l| pg_sys::Oid::from(l.check.oid))
-                    .collect();
-                let rows = super::delete_checks::without_row_checks(constraints, || {
-                    run(client, &stmt, &args)
-                })?;
-                let mut keys = Vec::with_capacity(rows.len());
-                for row in rows {
-                    keys.push(row.get::<i64>(1)?.unwrap_or_default());
-                }
-                let n = keys.len() as i64;
-                self.checked_deletes.insert(index, keys);
-                n
-            } else {
-                run(client, &stmt, &args)?.len() as i64
-            };
-            if self.map.map.table(&table).outbox.is_some() {
-                self.outcome.storage_objects_queued += n;
-            }
-            self.counts(&table).erased += n;
-            return Ok(());
+            return self.erase_group(client, index, step, StatementKind::Erase, Vec::new());
         }
         let n = self.keep_group(client, index, step, &verdict)?;
         self.counts(&table).count(verdict.action, n);
         self.note_kept(&table, verdict.action, n);
         Ok(())
+    }
+
+    /// Erases every in-scope row of a step (`Erase`, or `EraseUnderParents` with the parents'
+    /// deleted keys in `keys`), queueing outbox objects, and keeps the deleted keys where the
+    /// step checks foreign keys itself.
+    fn erase_group(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        index: usize,
+        step: &Step,
+        what: StatementKind,
+        keys: Vec<DatumWithOid<'static>>,
+    ) -> ExtResult<()> {
+        let table = step.table.clone();
+        let outbox = self.map.map.table(&table).outbox.is_some();
+        let stmt = self.statement(client, index, step, what)?;
+        let mut args = root_args(self.plan, &self.roots);
+        args.extend(keys);
+        if outbox {
+            args.push(self.info.request_id.into());
+            args.push(table.as_str().into());
+        }
+        let n = if self.batch_checks && !step.checked_links.is_empty() {
+            // The statement returns the deleted keys; the left-out checks run over them
+            // after the last step.
+            let constraints = step
+                .checked_links
+                .iter()
+                .map(|l| pg_sys::Oid::from(l.check.oid))
+                .collect();
+            let rows = super::delete_checks::without_row_checks(constraints, || {
+                run(client, &stmt, &args)
+            })?;
+            let mut keys = Vec::with_capacity(rows.len());
+            for row in rows {
+                keys.push(row.get::<i64>(1)?.unwrap_or_default());
+            }
+            let n = keys.len() as i64;
+            self.checked_deletes.insert(index, keys);
+            n
+        } else {
+            run(client, &stmt, &args)?.len() as i64
+        };
+        if outbox {
+            self.outcome.storage_objects_queued += n;
+        }
+        self.counts(&table).erased += n;
+        Ok(())
+    }
+
+    /// Whether this request runs its steps parents first ([`Plan::parents_first`]): the rules
+    /// erase every row (so no parent is kept for a child), and the extension checks the
+    /// foreign keys.
+    fn erases_parents_first(&self, group_verdicts: &HashMap<String, Verdict>) -> bool {
+        self.batch_checks
+            && self.plan.parents_first
+            && self.plan.steps.iter().all(|s| {
+                group_verdicts
+                    .get(&s.table)
+                    .is_some_and(|v| v.action == Action::Erase)
+            })
+    }
+
+    /// The steps parents first, each by the keys its parents' steps deleted.
+    fn run_parents_first(&mut self, client: &mut SpiClient<'_>) -> ExtResult<()> {
+        for index in (0..self.plan.steps.len()).rev() {
+            let step = &self.plan.steps[index];
+            let keys = step
+                .parent_keys
+                .iter()
+                .map(|p| {
+                    self.checked_deletes
+                        .get(p)
+                        .cloned()
+                        .unwrap_or_default()
+                        .into()
+                })
+                .collect();
+            self.erase_group(client, index, step, StatementKind::EraseUnderParents, keys)?;
+        }
+        self.check_deletes(client)
     }
 
     /// Records (and for anonymise, blanks) every in-scope row of a step with one verdict.

@@ -153,39 +153,56 @@ impl StatementsNoFk {
             .get(0);
         let mut body = String::new();
         let mut declare = String::new();
-        let mut checking = 0;
+        // Tables whose steps return their deleted keys, in the plan's (children-first) order:
+        // the delete check's `$n` is the n-th one's keys.
+        let mut checking = Vec::new();
         for step in plan["steps"].as_array().into_iter().flatten() {
             let (Some(table), Some(sql)) = (step["table"].as_str(), step["sql"].as_str()) else {
                 return fail(format!(
                     "explain_plan('contact'): a step without sql: {step}"
                 ));
             };
-            // $1 is the contact, $2 the request id its outbox rows carry (0: no request), $3
-            // the table an outbox row names.
-            let sql = sql
+            // $1 is the contact; parents first, `$2..` are the keys the parents' steps
+            // deleted (`parent_keys`); then the outbox's request id (0: no request, as the
+            // function's $2 says) and table.
+            let parents: Vec<&str> = step["parent_keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let own = 1 + parents.len();
+            let mut sql = sql
                 .replace("\"public\".", "\"crm_nofk\".")
-                .replace("$3", &format!("'{table}'"));
+                .replace(&format!("${}", own + 2), &format!("'{table}'"))
+                .replace(&format!("${}", own + 1), "0::bigint");
+            for (j, parent) in parents.iter().enumerate().rev() {
+                sql = sql.replace(&format!("${}", 2 + j), &format!("k_{parent}"));
+            }
             ensure(!sql.contains("\"public\""), || {
                 format!("statement still names public: {sql}")
             })?;
             if step.get("checked_foreign_keys").is_some() {
-                // The step returns its deleted keys for the engine's foreign-key check: keep
-                // them, as the engine does.
-                checking += 1;
-                declare.push_str(&format!("k{checking} bigint[];\n"));
+                // The step returns its deleted keys for the engine's foreign-key check (and,
+                // parents first, for its children's steps): keep them, as the engine does.
+                checking.push(table.to_owned());
+                declare.push_str(&format!("k_{table} bigint[];\n"));
                 body.push_str(&format!(
-                    "WITH d AS ({sql}) SELECT array_agg(d.id) INTO k{checking} FROM d;\n"
+                    "WITH d AS ({sql}) SELECT array_agg(d.id) INTO k_{table} FROM d;\n"
                 ));
             } else {
                 body.push_str(&sql);
                 body.push_str(";\n");
             }
         }
-        // The engine's one foreign-key check over those keys ($n: the n-th checking step's).
+        if plan["order"] == "parents first" {
+            checking.reverse();
+        }
+        // The engine's one foreign-key check over those keys.
         if let Some(check) = plan["delete_check"].as_str() {
             let mut check = check.replace("\"public\".", "\"crm_nofk\".");
-            for n in (1..=checking).rev() {
-                check = check.replace(&format!("ANY(${n})"), &format!("ANY(k{n})"));
+            for (n, table) in checking.iter().enumerate().rev() {
+                check = check.replace(&format!("ANY(${})", n + 1), &format!("ANY(k_{table})"));
             }
             body.push_str(&format!("PERFORM ({check});\n"));
         }
