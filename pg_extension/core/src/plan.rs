@@ -288,7 +288,8 @@ impl Plan {
 }
 
 /// Fills every step's `keyed_scope`: its root keys (`$i`) or the deleted keys of the parents
-/// it is linked to (`$R+1..`, an array each), joined by OR.
+/// it is linked to (`$R+1..`, an array each; the root keys for a parent that only they
+/// reach), joined by OR.
 fn keyed_scopes(
     map: &DataMap,
     sources: &std::collections::BTreeMap<&str, Vec<Source>>,
@@ -307,14 +308,21 @@ fn keyed_scopes(
         for source in &sources[step.table.as_str()] {
             match source {
                 Source::Root(i) => preds.push(style.test(&format!("t.{key}"), *i)),
-                Source::Link { column, parent } => {
-                    step.parent_keys.push(step_of[parent]);
-                    preds.push(format!(
-                        "t.{} = ANY(${})",
-                        quote_ident(column),
-                        roots + step.parent_keys.len()
-                    ));
-                }
+                // A parent reached by its root keys alone loses exactly those: the child
+                // tests them (a scalar where there is one key), as children first does.
+                Source::Link { column, parent } => match sources[parent.as_str()].as_slice() {
+                    [Source::Root(i)] => {
+                        preds.push(style.test(&format!("t.{}", quote_ident(column)), *i))
+                    }
+                    _ => {
+                        step.parent_keys.push(step_of[parent]);
+                        preds.push(format!(
+                            "t.{} = ANY(${})",
+                            quote_ident(column),
+                            roots + step.parent_keys.len()
+                        ));
+                    }
+                },
                 // Not in a person's plan.
                 Source::Tenant => {}
             }

@@ -533,10 +533,13 @@ fn a_persons_plan_can_run_parents_first_by_the_keys_its_parents_deleted() {
             .collect::<Vec<_>>(),
         ["conversations"]
     );
-    // Two parents: one array each, joined by OR (no UNION of subqueries).
+    // The root's children test the root key itself, as children first does.
+    assert_eq!(step("conversations").keyed_scope, "t.\"contact_id\" = $1");
+    assert!(step("conversations").parent_keys.is_empty());
+    // Two parents, joined by OR (no UNION of subqueries).
     assert_eq!(
         step("ai_logs").keyed_scope,
-        "(t.\"contact_id\" = ANY($2) OR t.\"conversation_id\" = ANY($3))"
+        "(t.\"contact_id\" = $1 OR t.\"conversation_id\" = ANY($2))"
     );
     assert_eq!(
         step("ai_logs")
@@ -544,7 +547,7 @@ fn a_persons_plan_can_run_parents_first_by_the_keys_its_parents_deleted() {
             .iter()
             .map(table)
             .collect::<Vec<_>>(),
-        ["contacts", "conversations"]
+        ["conversations"]
     );
     // Every parent's step comes after its children's in `steps`, so before them reversed.
     for (i, s) in plan.steps.iter().enumerate() {

@@ -210,6 +210,8 @@ impl StatementsNoFk {
             "CREATE OR REPLACE FUNCTION crm_nofk.pg_erasure_statements(bigint, bigint) RETURNS void
              LANGUAGE plpgsql AS $body$ DECLARE\n{declare}BEGIN\n{body}END $body$"
         ))?;
+        // The engine runs a person's statements with generic plans; so does this model.
+        client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
         let call = client.prepare("SELECT crm_nofk.pg_erasure_statements($1, 0)")?;
         Ok(StatementsNoFk { client, call })
     }
