@@ -1,5 +1,7 @@
 //! One erasure: find and lock the subject's root rows, ask the rule modules, then run the plan's
-//! steps children-first, one set-based statement per table and decision.
+//! steps, one set-based statement per table and decision: children first, or parents first when
+//! the rules keep nothing; then check the foreign keys whose per-row checks the steps left out
+//! (`delete_checks`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -360,6 +362,15 @@ impl Erasure<'_> {
         self.check_deletes(client)
     }
 
+    /// The keys step `index` deleted with its foreign-key checks left out (none if it did not).
+    fn deleted_keys(&self, index: usize) -> DatumWithOid<'static> {
+        self.checked_deletes
+            .get(&index)
+            .cloned()
+            .unwrap_or_default()
+            .into()
+    }
+
     /// The foreign-key checks left out of the steps, in one statement over the deleted keys.
     fn check_deletes(&self, client: &mut SpiClient<'_>) -> ExtResult<()> {
         if self.checked_deletes.is_empty() {
@@ -376,16 +387,7 @@ impl Erasure<'_> {
             || statements::delete_check(self.plan).unwrap_or_default(),
             || vec![PgOid::from(pg_sys::INT8ARRAYOID); steps.len()],
         )?;
-        let args: Vec<DatumWithOid> = steps
-            .iter()
-            .map(|i| {
-                self.checked_deletes
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_default()
-                    .into()
-            })
-            .collect();
+        let args: Vec<DatumWithOid> = steps.iter().map(|i| self.deleted_keys(*i)).collect();
         let failed: i32 = first_value(run(client, &stmt, &args)?)?.unwrap_or(0);
         if failed == 0 {
             return Ok(());
@@ -655,13 +657,7 @@ impl Erasure<'_> {
             let keys = step
                 .parent_keys
                 .iter()
-                .map(|p| {
-                    self.checked_deletes
-                        .get(p)
-                        .cloned()
-                        .unwrap_or_default()
-                        .into()
-                })
+                .map(|p| self.deleted_keys(*p))
                 .collect();
             self.erase_group(client, index, step, StatementKind::EraseUnderParents, keys)?;
         }
