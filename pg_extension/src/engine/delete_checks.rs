@@ -2,9 +2,10 @@
 //!
 //! Deleting a parent row makes PostgreSQL queue one check per foreign key into its table (the
 //! internal `RI_FKey_noaction_del` / `RI_FKey_restrict_del` triggers), each a query run at the
-//! end of the statement: about 40 queries for one contact. A person's plan deletes every row
-//! that references its rows in earlier steps (the data map's links, checked against
-//! `pg_constraint`), so those checks can only fail if a row appeared in between. The engine
+//! end of the statement: dozens of queries for one contact. A person's plan deletes or unlinks,
+//! in its other steps, every row that references the rows it deletes (the data map's links,
+//! checked against `pg_constraint`), so those checks can only fail if a row appeared in between
+//! or outside the plan's reach. The engine
 //! therefore leaves them out of its own delete statements (and only those: the CRM's own
 //! triggers and every foreign key with an action still run) and checks the same links after
 //! the last step in one statement over the deleted keys ([`erasure_core::statements::delete_check`]).
