@@ -39,8 +39,8 @@ pub struct Step {
     /// kept child row still references cannot be deleted.
     pub children: Vec<(String, String)>,
     /// Foreign keys into this table that the extension checks itself, once per request, when
-    /// it deletes this step's rows: every row that references one of them is in an earlier
-    /// step's scope (an own child) or unlinked by an earlier detach step. Empty for an
+    /// it deletes this step's rows: every row that references one of them is in another
+    /// step's scope (an own child) or unlinked by a detach step before it. Empty for an
     /// organization, whose tables are scoped by the tenant column alone.
     pub checked_links: Vec<CheckedLink>,
     /// Parents first (see [`Plan::parents_first`]): the rows in scope by the keys the parents'
@@ -51,7 +51,8 @@ pub struct Step {
     pub parent_keys: Vec<usize>,
 }
 
-/// A foreign key into a step's table whose referencing rows earlier steps remove or unlink.
+/// A foreign key into a step's table whose referencing rows the plan's other steps remove or
+/// unlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedLink {
     pub child: String,
