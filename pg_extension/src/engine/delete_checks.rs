@@ -5,10 +5,10 @@
 //! end of the statement: dozens of queries for one contact. A person's plan deletes or unlinks,
 //! in its other steps, every row that references the rows it deletes (the data map's links,
 //! checked against `pg_constraint`), so those checks can only fail if a row appeared in between
-//! or outside the plan's reach. The engine
-//! therefore leaves them out of its own delete statements (and only those: the CRM's own
-//! triggers and every foreign key with an action still run) and checks the same links after
-//! the last step in one statement over the deleted keys ([`erasure_core::statements::delete_check`]).
+//! or outside the plan's reach. The engine therefore leaves them out of its own delete
+//! statements (and only those: the CRM's own triggers and every foreign key with an action
+//! still run) and checks the same links after the last step in one statement over the deleted
+//! keys ([`erasure_core::statements::delete_check`]).
 //!
 //! Only in READ COMMITTED: that statement then takes a snapshot after the deletes, so it sees
 //! every row a concurrent writer committed under a parent before the parent's delete (the
