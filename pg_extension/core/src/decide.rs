@@ -2,7 +2,7 @@
 //! decision wins (hold > retain > anonymise > erase). A hold keeps the retention module's date
 //! and basis too, so a purge after the hold is lifted still honours the retention period.
 
-use erasure_abi::Decision;
+use erasure_abi::{Decision, Until};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
@@ -27,8 +27,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Verdict {
     pub action: Action,
-    /// Until when a kept row stays (RFC 3339); `None`: indefinitely (anonymised) or while held.
-    pub until: Option<String>,
+    /// Until when a kept row stays; `None`: indefinitely (anonymised) or while held.
+    pub until: Option<Until>,
     pub basis: Option<String>,
     pub case_ref: Option<String>,
     /// sha256 of the module whose decision won.
@@ -61,8 +61,8 @@ pub fn combine(decisions: &[(&Decision, &str)]) -> Verdict {
         .unwrap_or_default();
     let (until, basis, case_ref) = match &winner {
         Decision::Erase => (None, None, None),
-        Decision::Anonymize { until, basis } => (until.clone(), basis.clone(), None),
-        Decision::Retain { until, basis } => (Some(until.clone()), Some(basis.clone()), None),
+        Decision::Anonymize { until, basis } => (*until, basis.clone(), None),
+        Decision::Retain { until, basis } => (Some(*until), Some(basis.clone()), None),
         Decision::Hold { case } => {
             // The retention behind the hold: what the other slots would have kept, if anything.
             let kept = decisions
@@ -104,7 +104,7 @@ mod tests {
 
     fn retain(until: &str) -> Decision {
         Decision::Retain {
-            until: until.into(),
+            until: until.parse().unwrap(),
             basis: "tax".into(),
         }
     }
@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(v.until, None);
 
         let anon = Decision::Anonymize {
-            until: Some("2027-01-01T00:00:00Z".into()),
+            until: Some("2027-01-01T00:00:00Z".parse().unwrap()),
             basis: Some("security".into()),
         };
         let v = combine(&[(&anon, "r"), (&Decision::Erase, "h")]);
@@ -140,7 +140,7 @@ mod tests {
             basis: Some("anonymous".into()),
         };
         let dated = Decision::Anonymize {
-            until: Some("2027-01-01T00:00:00Z".into()),
+            until: Some("2027-01-01T00:00:00Z".parse().unwrap()),
             basis: Some("security".into()),
         };
         let v = combine(&[(&dated, "a"), (&kept, "b")]);
@@ -155,7 +155,8 @@ mod tests {
             (&retain("2030-01-01T00:00:00Z"), "a"),
             (&retain("2032-06-01T00:00:00+02:00"), "b"),
         ]);
-        assert_eq!(v.until.as_deref(), Some("2032-06-01T00:00:00+02:00"));
+        // Dates are canonical UTC from the moment they exist.
+        assert_eq!(v.until.as_deref(), Some("2032-05-31T22:00:00Z"));
         assert_eq!(v.action, Action::Retain);
     }
 }

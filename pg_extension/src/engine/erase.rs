@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use erasure_abi::{Hold, Record};
+use erasure_abi::{Hold, Record, Until};
 use erasure_core::decide::{combine, Action, Verdict};
 use erasure_core::plan::{kind_is_id, Plan, RootStyle, Step, StepAction};
 use erasure_core::statements::{self, anonymize_values, StatementKind};
@@ -89,7 +89,7 @@ pub struct DecisionLog {
 pub struct LoggedDecision {
     pub record: Record,
     pub action: String,
-    pub until: Option<String>,
+    pub until: Option<Until>,
 }
 
 /// The most records one request's decision log keeps.
@@ -513,7 +513,7 @@ impl Erasure<'_> {
                 log.entries.push(LoggedDecision {
                     record,
                     action: v.action.ledger_word().to_owned(),
-                    until: v.until.clone(),
+                    until: v.until,
                 });
             } else {
                 log.truncated = true;
@@ -693,7 +693,7 @@ impl Erasure<'_> {
             self.info.request_id.into(),
             table.to_owned().into(),
             v.action.ledger_word().to_owned().into(),
-            v.until.clone().into(),
+            v.until.map(String::from).into(),
             v.basis.clone().into(),
             v.module.clone().into(),
             v.case_ref.clone().into(),
@@ -724,7 +724,11 @@ impl Erasure<'_> {
                 &[self.info.request_id.into(), children.clone().into()],
             )?
             .first();
-        let until: Option<String> = row.get(1)?;
+        let until = row
+            .get::<String>(1)?
+            .map(|text| Until::parse(&text))
+            .transpose()
+            .map_err(|e| ExtError::Internal(format!("ledger date: {e}")))?;
         let held: bool = row.get(2)?.unwrap_or(false);
         let case_ref: Option<String> = row.get(3)?;
         let module: String = row.get(4)?.unwrap_or_default();
@@ -929,7 +933,7 @@ fn insert_ledger_rows(
         .iter()
         .map(|v| v.action.ledger_word().to_owned())
         .collect();
-    let untils: Vec<Option<String>> = chunks.iter().map(|v| v.until.clone()).collect();
+    let untils: Vec<Option<String>> = chunks.iter().map(|v| v.until.map(String::from)).collect();
     let bases: Vec<Option<String>> = chunks.iter().map(|v| v.basis.clone()).collect();
     let shas: Vec<String> = chunks.iter().map(|v| v.module.clone()).collect();
     let cases: Vec<Option<String>> = chunks.iter().map(|v| v.case_ref.clone()).collect();

@@ -25,10 +25,12 @@ use serde_json::{Map, Value};
 
 pub mod json;
 mod time;
+mod until;
 
 pub use time::{
     civil_from_days, days_from_civil, days_in_month, format_civil, is_leap_year, Period, Timestamp,
 };
+pub use until::Until;
 
 /// The ABI version this crate speaks; modules export it as `erasure_abi_version`.
 pub const ABI_VERSION: i32 = 1;
@@ -129,7 +131,7 @@ impl Record {
 /// text, and the host's reader hands each of them the same copy instead of allocating one
 /// per record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "lowercase", from = "WireDecision")]
+#[serde(tag = "action", rename_all = "lowercase", try_from = "WireDecision")]
 pub enum Decision {
     /// Delete now.
     Erase,
@@ -137,12 +139,12 @@ pub enum Decision {
     /// purged after; without it, it is kept.
     Anonymize {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        until: Option<String>,
+        until: Option<Until>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         basis: Option<Arc<str>>,
     },
     /// Keep unchanged until `until` because of `basis`, then erase.
-    Retain { until: String, basis: Arc<str> },
+    Retain { until: Until, basis: Arc<str> },
     /// Keep unchanged while legal hold `case` lasts.
     Hold { case: String },
 }
@@ -169,14 +171,25 @@ enum WireDecision {
     },
 }
 
-impl From<WireDecision> for Decision {
-    fn from(wire: WireDecision) -> Self {
-        match wire {
+/// Reads the dates (made canonical) and checks the texts: a decision exists only valid.
+impl TryFrom<WireDecision> for Decision {
+    type Error = AbiError;
+
+    fn try_from(wire: WireDecision) -> Result<Self, AbiError> {
+        let decision = match wire {
             WireDecision::Erase {} => Decision::Erase,
-            WireDecision::Anonymize { until, basis } => Decision::Anonymize { until, basis },
-            WireDecision::Retain { until, basis } => Decision::Retain { until, basis },
+            WireDecision::Anonymize { until, basis } => Decision::Anonymize {
+                until: until.as_deref().map(Until::parse).transpose()?,
+                basis,
+            },
+            WireDecision::Retain { until, basis } => Decision::Retain {
+                until: Until::parse(&until)?,
+                basis,
+            },
             WireDecision::Hold { case } => Decision::Hold { case },
-        }
+        };
+        decision.validate()?;
+        Ok(decision)
     }
 }
 
@@ -205,8 +218,7 @@ impl Decision {
     /// * Otherwise (two erases, two holds, equal dates) `a` is kept, so
     ///   folding slots in a fixed order gives a stable result.
     ///
-    /// Dates are compared as instants; an unparseable one counts as the
-    /// latest, which cannot happen for output that passed [`decode_output`].
+    /// Dates are compared as instants.
     pub fn combine(a: Decision, b: Decision) -> Decision {
         use std::cmp::Ordering;
         match a.precedence().cmp(&b.precedence()) {
@@ -214,7 +226,7 @@ impl Decision {
             Ordering::Less => b,
             Ordering::Equal => match (&a, &b) {
                 (Decision::Retain { until: ua, .. }, Decision::Retain { until: ub, .. }) => {
-                    if later(ub, ua) {
+                    if ub > ua {
                         b
                     } else {
                         a
@@ -225,7 +237,7 @@ impl Decision {
                         (None, _) => a,
                         (Some(_), None) => b,
                         (Some(ua), Some(ub)) => {
-                            if later(ub, ua) {
+                            if ub > ua {
                                 b
                             } else {
                                 a
@@ -238,22 +250,17 @@ impl Decision {
         }
     }
 
-    /// Checks one decision from a module and rewrites its dates to the
-    /// canonical `YYYY-MM-DDTHH:MM:SSZ` form.
-    fn validate(&mut self) -> Result<(), AbiError> {
+    /// Checks the texts of one decision from a module (its dates are valid by their type).
+    fn validate(&self) -> Result<(), AbiError> {
         match self {
             Decision::Erase => Ok(()),
-            Decision::Anonymize { until, basis } => {
-                if let Some(until) = until {
-                    canonicalise_until(until)?;
-                }
+            Decision::Anonymize { basis, .. } => {
                 if let Some(basis) = basis {
                     check_text("basis", basis)?;
                 }
                 Ok(())
             }
-            Decision::Retain { until, basis } => {
-                canonicalise_until(until)?;
+            Decision::Retain { basis, .. } => {
                 check_text("basis", basis)?;
                 // A retention nobody can justify is not a legal decision.
                 if basis.trim().is_empty() {
@@ -276,66 +283,6 @@ impl Decision {
 /// `answers.into_iter().reduce(combine)`.
 pub fn combine(a: Decision, b: Decision) -> Decision {
     Decision::combine(a, b)
-}
-
-/// Whether `x` is strictly later than `y`; unparseable dates count as latest.
-fn later(x: &str, y: &str) -> bool {
-    let key = |s: &str| Timestamp::parse_rfc3339(s).map_or(i64::MAX, |t| t.0);
-    key(x) > key(y)
-}
-
-/// [`canonical_until`] for a `String` the caller owns: kept as it is when it is already
-/// canonical, which is what a well-behaved module sends.
-fn canonicalise_until(until: &mut String) -> Result<(), AbiError> {
-    let b = until.as_bytes();
-    // `YYYY-MM-DDTHH:MM:SSZ` with seconds below 60 prints back unchanged once it parses
-    // (a leap second :60 rolls over into the next minute, so it is rewritten).
-    if let Ok(b) = <&[u8; 20]>::try_from(b) {
-        if is_valid_canonical(b) {
-            return Ok(());
-        }
-    }
-    *until = canonical_until(until)?;
-    Ok(())
-}
-
-/// Whether `b` is `YYYY-MM-DDTHH:MM:SSZ` naming a real date and time (seconds below 60):
-/// exactly the texts [`Timestamp::parse_rfc3339`] accepts and `to_rfc3339` prints unchanged.
-#[inline]
-fn is_valid_canonical(b: &[u8; 20]) -> bool {
-    let digit = |i: usize| b[i].wrapping_sub(b'0');
-    let two = |i: usize| u32::from(digit(i)) * 10 + u32::from(digit(i + 1));
-    let digits_ok = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-        .iter()
-        .all(|&i| digit(i) <= 9);
-    let shape_ok = b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && b[19] == b'Z';
-    if !(digits_ok && shape_ok) {
-        return false;
-    }
-    let year = i64::from(two(0) * 100 + two(2));
-    let (month, day) = (two(5), two(8));
-    (1..=12).contains(&month)
-        && day >= 1
-        && day <= days_in_month(year, month)
-        && two(11) <= 23
-        && two(14) <= 59
-        && two(17) <= 59
-}
-
-fn canonical_until(until: &str) -> Result<String, AbiError> {
-    if until.len() > MAX_TIMESTAMP_LEN {
-        return Err(AbiError::FieldTooLong {
-            field: "until",
-            len: until.len(),
-            max: MAX_TIMESTAMP_LEN,
-        });
-    }
-    Ok(Timestamp::parse_rfc3339(until)?.to_rfc3339())
 }
 
 fn check_text(field: &'static str, text: &str) -> Result<(), AbiError> {
@@ -445,11 +392,19 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Vec<Decision>, Abi
 #[doc(hidden)]
 pub fn decode_output_serde(bytes: &[u8], expected: usize) -> Result<Vec<Decision>, AbiError> {
     let text = std::str::from_utf8(bytes).map_err(|_| AbiError::NotUtf8)?;
-    let output: EvalOutput =
+    // The shape first, with the fields as they were written; then the count; then each
+    // decision's values, so a bad date is reported as one and not as malformed JSON.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum WireOutput {
+        Decisions(Vec<WireDecision>),
+        Error(String),
+    }
+    let output: WireOutput =
         serde_json::from_str(text).map_err(|e| AbiError::Malformed(e.to_string()))?;
-    let mut decisions = match output {
-        EvalOutput::Decisions(d) => d,
-        EvalOutput::Error(msg) => {
+    let decisions = match output {
+        WireOutput::Decisions(d) => d,
+        WireOutput::Error(msg) => {
             return Err(AbiError::ModuleRefused(
                 truncate_utf8(&msg, MAX_TEXT_LEN).to_string(),
             ))
@@ -461,10 +416,7 @@ pub fn decode_output_serde(bytes: &[u8], expected: usize) -> Result<Vec<Decision
             got: decisions.len(),
         });
     }
-    for decision in &mut decisions {
-        decision.validate()?;
-    }
-    Ok(decisions)
+    decisions.into_iter().map(Decision::try_from).collect()
 }
 
 /// A direct reader for well-formed `{"decisions":[...]}` answers.
@@ -472,7 +424,7 @@ mod fast_decode {
     use std::sync::Arc;
 
     use crate::json::{read_str, skip_ws};
-    use crate::Decision;
+    use crate::{Decision, Until};
 
     /// The decisions, validated, or `None` when serde_json has to look at the output.
     pub(crate) fn decisions(bytes: &[u8], expected: usize) -> Option<Vec<Decision>> {
@@ -496,7 +448,7 @@ mod fast_decode {
                 if out.len() == expected {
                     return None;
                 }
-                let (mut decision, next) = decision(bytes, skip_ws(bytes, i), &mut memo)?;
+                let (decision, next) = decision(bytes, skip_ws(bytes, i), &mut memo)?;
                 decision.validate().ok()?;
                 out.push(decision);
                 i = skip_ws(bytes, next);
@@ -553,17 +505,26 @@ mod fast_decode {
         const HEAD: &[u8] = b"{\"action\":\"retain\",\"until\":";
         const MID: &[u8] = b",\"basis\":";
         let i = literal(bytes, at, HEAD)?;
-        let (until, i) = memo_free_string(bytes, i)?;
+        let (until, i) = until(bytes, i)?;
         let i = literal(bytes, i, MID)?;
         let (basis, i) = memo.string(bytes, i)?;
         let i = literal(bytes, i, b"}")?;
         Some((Decision::Retain { until, basis }, i))
     }
 
+    /// A date string at `at`: the canonical form straight from its bytes, any other through
+    /// [`Until::parse`].
     #[inline(always)]
-    fn memo_free_string(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+    fn until(bytes: &[u8], at: usize) -> Option<(Until, usize)> {
+        if let Some(until) = bytes
+            .get(at..at + 22)
+            .filter(|quoted| quoted[0] == b'"' && quoted[21] == b'"')
+            .and_then(|quoted| Until::from_canonical(&quoted[1..21]))
+        {
+            return Some((until, at + 22));
+        }
         let (text, next) = read_str(bytes, at)?;
-        Some((text.into_owned(), next))
+        Some((Until::parse(&text).ok()?, next))
     }
 
     /// One decision object starting at `at`, `"action"` first; the index after it.
@@ -613,8 +574,12 @@ mod fast_decode {
             i = skip_ws(bytes, next);
         }
         let [until, basis, case] = fields;
-        // Only `basis` stays shared; dates and case references are the ABI's plain strings.
-        let until = until.map(|t| String::from(&*t));
+        // Only `basis` stays shared; a date is read into its own type, a case reference is a
+        // plain string.
+        let until = match until {
+            Some(text) => Some(Until::parse(&text).ok()?),
+            None => None,
+        };
         let decision = match &*action {
             "erase" => Decision::Erase,
             "anonymize" => Decision::Anonymize { until, basis },
@@ -682,7 +647,7 @@ mod tests {
 
     fn retain(until: &str) -> Decision {
         Decision::Retain {
-            until: until.into(),
+            until: until.parse().unwrap(),
             basis: "law".into(),
         }
     }
@@ -724,7 +689,7 @@ mod tests {
             ),
             (
                 Decision::Anonymize {
-                    until: Some("2026-01-01T00:00:00Z".into()),
+                    until: Some("2026-01-01T00:00:00Z".parse().unwrap()),
                     basis: Some("b".into()),
                 },
                 json!({"action": "anonymize", "until": "2026-01-01T00:00:00Z", "basis": "b"}),
@@ -791,9 +756,12 @@ mod tests {
             .map(String::from),
         );
         for text in texts {
-            let bytes: &[u8; 20] = text.as_bytes().try_into().unwrap();
             let unchanged = Timestamp::parse_rfc3339(&text).is_ok_and(|t| t.to_rfc3339() == text);
-            assert_eq!(is_valid_canonical(bytes), unchanged, "{text}");
+            assert_eq!(
+                Until::from_canonical(text.as_bytes()).is_some(),
+                unchanged,
+                "{text}"
+            );
         }
     }
 
@@ -806,7 +774,7 @@ mod tests {
             vec![
                 retain("2031-01-15T00:00:00Z"),
                 Decision::Anonymize {
-                    until: Some("2026-01-01T00:00:00Z".into()),
+                    until: Some("2026-01-01T00:00:00Z".parse().unwrap()),
                     basis: None
                 }
             ]
@@ -976,24 +944,24 @@ mod tests {
     fn later_retention_wins() {
         let early = retain("2030-01-01T00:00:00Z");
         let late = Decision::Retain {
-            until: "2031-01-01T00:00:00Z".into(),
+            until: "2031-01-01T00:00:00Z".parse().unwrap(),
             basis: "tax".into(),
         };
         assert_eq!(Decision::combine(early.clone(), late.clone()), late);
         assert_eq!(Decision::combine(late.clone(), early.clone()), late);
         // Compared as instants, not as text: 23:00-05:00 is after 01:00Z next day.
         let offset = Decision::Retain {
-            until: "2030-12-31T23:00:00-05:00".into(),
+            until: "2030-12-31T23:00:00-05:00".parse().unwrap(),
             basis: "x".into(),
         };
         let utc = Decision::Retain {
-            until: "2031-01-01T01:00:00Z".into(),
+            until: "2031-01-01T01:00:00Z".parse().unwrap(),
             basis: "y".into(),
         };
         assert_eq!(Decision::combine(utc, offset.clone()), offset);
         // Equal dates keep the first.
         let same = Decision::Retain {
-            until: "2030-01-01T00:00:00Z".into(),
+            until: "2030-01-01T00:00:00Z".parse().unwrap(),
             basis: "other".into(),
         };
         assert_eq!(Decision::combine(early.clone(), same), early);
@@ -1006,11 +974,11 @@ mod tests {
             basis: Some("stats".into()),
         };
         let short = Decision::Anonymize {
-            until: Some("2026-01-01T00:00:00Z".into()),
+            until: Some("2026-01-01T00:00:00Z".parse().unwrap()),
             basis: None,
         };
         let long = Decision::Anonymize {
-            until: Some("2027-01-01T00:00:00Z".into()),
+            until: Some("2027-01-01T00:00:00Z".parse().unwrap()),
             basis: None,
         };
         assert_eq!(Decision::combine(short.clone(), forever.clone()), forever);

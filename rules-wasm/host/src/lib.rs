@@ -197,7 +197,10 @@ impl RuleHost {
             .signals_based_traps(false)
             .memory_reservation(0)
             .memory_guard_size(0)
-            .memory_reservation_for_growth(1 << 20)
+            // Room to grow in place: a batch of 5000 records takes a module to ~3 MiB, and
+            // every growth past the reserve is a reallocation that copies the whole memory.
+            // Only the pages a module touches are ever written.
+            .memory_reservation_for_growth(4 << 20)
             .memory_init_cow(false)
             .wasm_multi_memory(false)
             .wasm_memory64(false)

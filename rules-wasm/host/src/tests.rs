@@ -85,7 +85,7 @@ fn smoke_fault(wat: &str) -> HostError {
 
 fn keep() -> Decision {
     Decision::Retain {
-        until: RETAIN_2099.into(),
+        until: RETAIN_2099.parse().unwrap(),
         basis: "hand-written WAT module".into(),
     }
 }
@@ -685,12 +685,12 @@ fn built_retention_module_prepares_and_decides_an_invoice() {
         got,
         vec![
             Decision::Retain {
-                until: "2031-01-15T09:00:00Z".into(),
+                until: "2031-01-15T09:00:00Z".parse().unwrap(),
                 basis: "Tax and accounting law".into()
             },
             Decision::Erase,
             Decision::Anonymize {
-                until: Some("2026-03-01T00:00:00Z".into()),
+                until: Some("2026-03-01T00:00:00Z".parse().unwrap()),
                 basis: Some("Security and legal compliance".into())
             },
             Decision::Erase,

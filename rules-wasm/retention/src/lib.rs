@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use erasure_rules_sdk::{AbiError, Decision, EvalInput, Period, Record, Timestamp};
+use erasure_rules_sdk::{AbiError, Decision, EvalInput, Period, Record, Timestamp, Until};
 use serde::Deserialize;
 
 pub mod fast;
@@ -153,17 +153,16 @@ impl Config {
                 .and_then(|v| v.as_str())
                 .and_then(|s| Timestamp::parse_rfc3339(s).ok())
         };
-        let outcome = rule
-            .outcome(start, now)
-            .map_err(|e| format!("table {:?}: retention end: {e}", record.table))?;
+        let fail = |e: AbiError| format!("table {:?}: retention end: {e}", record.table);
+        let outcome = rule.outcome(start, now).map_err(fail)?;
         Ok(match (outcome, rule) {
             (Outcome::Erase, _) => Decision::Erase,
             (Outcome::Retain(until), Rule::Retain { basis, .. }) => Decision::Retain {
-                until: until.to_rfc3339(),
+                until: Until::from_timestamp(until).map_err(fail)?,
                 basis: basis.as_str().into(),
             },
             (Outcome::Anonymize(until), Rule::Anonymize { basis, .. }) => Decision::Anonymize {
-                until: until.map(Timestamp::to_rfc3339),
+                until: until.map(Until::from_timestamp).transpose().map_err(fail)?,
                 basis: basis.as_deref().map(Into::into),
             },
             _ => unreachable!("an outcome comes from its own rule"),
@@ -311,7 +310,7 @@ mod tests {
                 record("invoice", json!({"issued_at": "2024-01-15T09:30:00+01:00"}))
             ),
             Decision::Retain {
-                until: "2031-01-15T08:30:00Z".into(),
+                until: "2031-01-15T08:30:00Z".parse().unwrap(),
                 basis: "Tax and accounting law".into()
             }
         );
@@ -329,7 +328,7 @@ mod tests {
     #[test]
     fn missing_or_unparseable_start_counts_from_now() {
         let expected = Decision::Retain {
-            until: "2032-06-01T12:00:00Z".into(),
+            until: "2032-06-01T12:00:00Z".parse().unwrap(),
             basis: "Tax and accounting law".into(),
         };
         for attrs in [
@@ -353,7 +352,7 @@ mod tests {
                 record("audit", json!({"at": "2025-03-10T00:00:00Z"}))
             ),
             Decision::Anonymize {
-                until: Some("2026-03-10T00:00:00Z".into()),
+                until: Some("2026-03-10T00:00:00Z".parse().unwrap()),
                 basis: Some("Security and legal compliance".into())
             }
         );
@@ -392,7 +391,7 @@ mod tests {
         assert_eq!(
             one(retain_all, record("contact", json!({}))),
             Decision::Retain {
-                until: "2025-07-01T12:00:00Z".into(),
+                until: "2025-07-01T12:00:00Z".parse().unwrap(),
                 basis: "Complaints window".into()
             }
         );
@@ -492,7 +491,7 @@ mod tests {
         assert_eq!(
             erasure_rules_sdk::decode_output(&out, 1).unwrap(),
             vec![Decision::Retain {
-                until: "2031-01-15T00:00:00Z".into(),
+                until: "2031-01-15T00:00:00Z".parse().unwrap(),
                 basis: "Tax and accounting law".into()
             }]
         );

@@ -26,7 +26,7 @@
 pub use erasure_abi;
 pub use erasure_abi::{
     combine, decode_output, encode_output, AbiError, Decision, EvalInput, EvalOutput, Hold, Period,
-    Record, Timestamp, ABI_VERSION,
+    Record, Timestamp, Until, ABI_VERSION,
 };
 
 use serde::de::DeserializeOwned;
@@ -92,11 +92,12 @@ pub fn retention_end(
     start: Timestamp,
     period: &Period,
     now: Timestamp,
-) -> Result<Option<String>, String> {
-    let end = start
-        .add_period(period)
-        .map_err(|e| format!("retention end: {e}"))?;
-    Ok((end > now).then(|| end.to_rfc3339()))
+) -> Result<Option<Until>, String> {
+    let fail = |e: AbiError| format!("retention end: {e}");
+    let end = start.add_period(period).map_err(fail)?;
+    (end > now)
+        .then(|| Until::from_timestamp(end).map_err(fail))
+        .transpose()
 }
 
 /// [`run_json`] with a fast path: `fast(input, output)` either writes the complete answer into
@@ -474,12 +475,12 @@ mod tests {
         let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
         assert_eq!(
             retention_end(at("2024-02-29T10:00:00Z"), &p, now),
-            Ok(Some("2027-02-28T10:00:00Z".into()))
+            Ok(Some("2027-02-28T10:00:00Z".parse().unwrap()))
         );
         assert_eq!(retention_end(at("2022-06-01T12:00:00Z"), &p, now), Ok(None));
         assert_eq!(
             retention_end(at("2022-06-01T12:00:01Z"), &p, now),
-            Ok(Some("2025-06-01T12:00:01Z".into()))
+            Ok(Some("2025-06-01T12:00:01Z".parse().unwrap()))
         );
         let err = retention_end(at("9998-01-01T00:00:00Z"), &p, now).unwrap_err();
         assert!(err.contains("9999"), "{err}");

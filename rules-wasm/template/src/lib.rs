@@ -195,7 +195,7 @@ mod tests {
 
     fn retain(until: &str) -> Decision {
         Decision::Retain {
-            until: until.into(),
+            until: until.parse().unwrap(),
             basis: DEFAULT_BASIS.into(),
         }
     }
@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(
             got,
             vec![Decision::Retain {
-                until: "2025-09-01T00:00:00Z".into(),
+                until: "2025-09-01T00:00:00Z".parse().unwrap(),
                 basis: "Consumer law: returns window".into()
             }]
         );
