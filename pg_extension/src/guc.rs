@@ -15,14 +15,14 @@ pub static PURGE_BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// Time one `purge_due()` batch aims at, in ms: batches are sized per table from the rows per
 /// millisecond its earlier batches achieved, so no batch holds its locks for long.
 pub static PURGE_BATCH_MS: GucSetting<i32> = GucSetting::<i32>::new(80);
-/// Whether a person's erasure checks its foreign keys itself, once per request, instead of
+/// Whether an erasure checks its foreign keys itself, once per request, instead of
 /// PostgreSQL's check per deleted row (see `engine::delete_checks`).
 pub static BATCH_FK_CHECKS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn register() {
     GucRegistry::define_bool_guc(
         c"erasure.batch_fk_checks",
-        c"Check a person's erasure's foreign keys once per request instead of once per deleted row.",
+        c"Check an erasure's foreign keys once per request instead of once per deleted row.",
         c"Only in READ COMMITTED, and only foreign keys whose referencing rows the erasure itself removes; off leaves every check to PostgreSQL.",
         &BATCH_FK_CHECKS,
         GucContext::Suset,

@@ -334,3 +334,90 @@ fn a_writer_before_the_erasure_makes_it_wait_and_its_row_is_erased_too() {
     );
     assert_eq!(orphans(&mut db), 0);
 }
+
+#[test]
+fn an_organization_checks_its_deleted_keys_against_every_other_organization() {
+    let mut db = TestDb::new("fk_org_cross_tenant");
+    // A media row of another organization that points at a message of organization 2:
+    // nothing in organization 2's plan deletes it, so erasing 2 must fail rather than
+    // orphan it.
+    let other: i64 = db
+        .client
+        .query_one("SELECT min(org_id) FROM messages WHERE org_id <> 2", &[])
+        .unwrap()
+        .get(0);
+    db.client
+        .execute(
+            "INSERT INTO media (org_id, message_id, kind, storage_key)
+             SELECT $1, min(m.id), 'image', 'cross-tenant' FROM messages m WHERE m.org_id = 2",
+            &[&other],
+        )
+        .unwrap();
+    let before = crm_fingerprint(&mut db);
+
+    // The engine's own check, over the keys the steps recorded, finds it (PostgreSQL's
+    // per-row check, which would have fired first with its own message, was left out).
+    let msg = assert_sqlstate(
+        db.client
+            .query("SELECT erasure.request_erasure('org:2')", &[]),
+        "23503",
+    );
+    assert!(
+        msg.contains("rows of media still reference rows of messages")
+            && msg.contains("media_message_id_fkey"),
+        "{msg}"
+    );
+    let id = last_request_id(&mut db);
+    assert_eq!(
+        wait_for_failed_request(&mut db, id),
+        Some(("failed".into(), "23503".into()))
+    );
+    assert_eq!(
+        crm_fingerprint(&mut db),
+        before,
+        "a failed request changes no CRM row"
+    );
+
+    // With the setting off PostgreSQL checks per row as usual.
+    db.client
+        .batch_execute("SET erasure.batch_fk_checks = off")
+        .unwrap();
+    let msg = assert_sqlstate(
+        db.client
+            .query("SELECT erasure.request_erasure('org:2')", &[]),
+        "23503",
+    );
+    assert!(msg.contains("violates foreign key constraint"), "{msg}");
+    db.client
+        .batch_execute("RESET erasure.batch_fk_checks")
+        .unwrap();
+
+    // Without the stray row the erasure completes, leaves no orphan, and the keys it
+    // recorded are gone with its commit.
+    db.client
+        .batch_execute("DELETE FROM media WHERE storage_key = 'cross-tenant'")
+        .unwrap();
+    let report = db.json("SELECT erasure.request_erasure('org:2')", &[]);
+    assert_eq!(report["status"], "completed", "{report:#}");
+    assert!(
+        report["totals"]["erased"].as_i64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert_eq!(orphans(&mut db), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM messages WHERE org_id = 2", &[]),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_temp.erasure_deleted_keys", &[]),
+        0
+    );
+    // And again after the session's temporary table is dropped.
+    db.client.batch_execute("DISCARD TEMP").unwrap();
+    let report = db.json(
+        "SELECT erasure.request_erasure($1)",
+        &[&format!("org:{other}")],
+    );
+    assert_eq!(report["status"], "completed", "{report:#}");
+    assert_eq!(orphans(&mut db), 0);
+}

@@ -40,8 +40,9 @@ pub struct Step {
     pub children: Vec<(String, String)>,
     /// Foreign keys into this table that the extension checks itself, once per request, when
     /// it deletes this step's rows: every row that references one of them is in another
-    /// step's scope (an own child) or unlinked by a detach step before it. Empty for an
-    /// organization, whose tables are scoped by the tenant column alone.
+    /// step's scope (an own child) or unlinked by a detach step before it. Where the plan
+    /// records the deleted keys ([`DeletedKeys::Recorded`]) a row of another organization
+    /// may still reference them; the check finds it like PostgreSQL's would.
     pub checked_links: Vec<CheckedLink>,
     /// Parents first (see [`Plan::parents_first`]): the rows in scope by the keys the parents'
     /// steps deleted, over alias `t`; `$R+1..` are those keys, one array per entry of
@@ -95,6 +96,20 @@ pub struct Plan {
     /// its parent when the parent goes), so a person's plan without detach steps qualifies;
     /// the extension still runs children first whenever a row is kept.
     pub parents_first: bool,
+    /// Where the keys of a step with checked links go when it deletes its rows.
+    pub deleted_keys: DeletedKeys,
+}
+
+/// Where a step that checks its foreign keys itself puts the keys it deleted, for the check
+/// after the last step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletedKeys {
+    /// Back to the engine (`RETURNING`): a person's rows, a few dozen per table.
+    Returned,
+    /// Into the session's temporary table [`crate::statements::DELETED_KEYS_TABLE`], in
+    /// arrays of at most [`crate::statements::DELETED_KEYS_CHUNK`]: an organization's rows,
+    /// which can be millions, so the backend's memory does not grow with them.
+    Recorded,
 }
 
 /// How a table is reached in a plan.
@@ -215,11 +230,7 @@ impl Plan {
                             .map(move |l| (child.clone(), l.column.clone()))
                     })
                     .collect();
-                let checked_links = if tenant_mode {
-                    Vec::new()
-                } else {
-                    checked_links(map, name, &children)
-                };
+                let checked_links = checked_links(map, name, &children);
                 steps.push(Step {
                     table: name.clone(),
                     action: StepAction::Own,
@@ -266,6 +277,11 @@ impl Plan {
             roots,
             steps,
             parents_first,
+            deleted_keys: if tenant_mode {
+                DeletedKeys::Recorded
+            } else {
+                DeletedKeys::Returned
+            },
         })
     }
 
@@ -332,7 +348,7 @@ fn keyed_scopes(
     }
 }
 
-/// The foreign keys into `table` that a person's plan makes redundant per row: those of its own
+/// The foreign keys into `table` that a plan makes redundant per row: those of its own
 /// children (in scope through the link, so erased or kept before it, and a kept child pins
 /// its parent) and of detach links (unlinked by a step before it), where PostgreSQL's only
 /// work on a parent's delete is a check.

@@ -5,8 +5,8 @@
 //! parameters, listed with each builder.
 
 use crate::datamap::DataMap;
-use crate::plan::{CheckedLink, Plan, Step, StepAction};
-use crate::sql::{quote_ident, quote_table};
+use crate::plan::{CheckedLink, DeletedKeys, Plan, Step, StepAction};
+use crate::sql::{quote_ident, quote_literal, quote_table};
 
 /// The extension's ledger of kept rows, `erasure.ledger_chunks`: kept rows with the same verdict
 /// share a row, their keys in an array of at most [`LEDGER_CHUNK_KEYS`], so recording and
@@ -64,10 +64,14 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
     let r = plan.roots.len();
     let scope = &step.scope;
     match kind {
-        StatementKind::Erase => group_erase(map, step, scope, r),
-        StatementKind::EraseUnderParents => {
-            group_erase(map, step, &step.keyed_scope, r + step.parent_keys.len())
-        }
+        StatementKind::Erase => group_erase(map, plan, step, scope, r),
+        StatementKind::EraseUnderParents => group_erase(
+            map,
+            plan,
+            step,
+            &step.keyed_scope,
+            r + step.parent_keys.len(),
+        ),
         StatementKind::Keep => format!(
             "WITH k AS (SELECT t.{key} AS key FROM {tbl} t WHERE {scope}) {}",
             ledger_chunks_insert(r)
@@ -116,32 +120,70 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
     }
 }
 
+/// The session's temporary table where an organization's erasure records the keys its
+/// steps with checked links deleted, `(table_name, keys)`, emptied at every commit.
+pub const DELETED_KEYS_TABLE: &str = "pg_temp.erasure_deleted_keys";
+
+/// Most keys in one row of [`DELETED_KEYS_TABLE`]: the check probes a child's index with one
+/// array at a time, and memory holds one array, not all of an organization's keys.
+pub const DELETED_KEYS_CHUNK: usize = 10_000;
+
+/// The statements that create [`DELETED_KEYS_TABLE`]. Its arrays are stored uncompressed:
+/// compressing keys saves little and costs time on every chunk.
+pub fn deleted_keys_table_ddl() -> [String; 2] {
+    [
+        format!(
+            "CREATE TEMPORARY TABLE {DELETED_KEYS_TABLE} \
+             (table_name text NOT NULL, keys bigint[] NOT NULL) ON COMMIT DELETE ROWS"
+        ),
+        format!("ALTER TABLE {DELETED_KEYS_TABLE} ALTER COLUMN keys SET STORAGE EXTERNAL"),
+    ]
+}
+
 /// A group erase of `step`'s rows in `scope`, whose own parameters (the outbox's request id
-/// and table) follow `$own`. Returns the deleted keys where the step checks foreign keys.
-fn group_erase(map: &DataMap, step: &Step, scope: &str, own: usize) -> String {
+/// and table) follow `$own`. Where the step checks foreign keys itself, the deleted keys
+/// come back as rows ([`DeletedKeys::Returned`]) or go to [`DELETED_KEYS_TABLE`] and the
+/// statement answers how many rows it deleted ([`DeletedKeys::Recorded`]).
+fn group_erase(map: &DataMap, plan: &Plan, step: &Step, scope: &str, own: usize) -> String {
     let spec = map.table(&step.table);
     let tbl = quote_table(&step.table);
     let key = quote_ident(&spec.key);
+    let delete = format!("DELETE FROM {tbl} t WHERE {scope}");
+    // The outbox column, and the insert that queues the deleted rows' objects from `d`.
+    let outbox = spec.outbox.as_ref().map(|col| {
+        let col = quote_ident(col);
+        let insert = format!(
+            "INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
+             SELECT ${}, ${}, d.{col} FROM d",
+            own + 1,
+            own + 2
+        );
+        (col, insert)
+    });
     let keys = !step.checked_links.is_empty();
-    match (&spec.outbox, keys) {
-        (Some(col), false) => format!(
-            "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{c}) \
-             INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
-             SELECT ${}, ${}, d.{c} FROM d",
-            own + 1,
-            own + 2,
-            c = quote_ident(col)
+    match (outbox, keys, plan.deleted_keys) {
+        (None, false, _) => delete,
+        (None, true, DeletedKeys::Returned) => format!("{delete} RETURNING t.{key}"),
+        (Some((col, insert)), false, _) => {
+            format!("WITH d AS ({delete} RETURNING t.{col}) {insert}")
+        }
+        (Some((col, insert)), true, DeletedKeys::Returned) => format!(
+            "WITH d AS ({delete} RETURNING t.{key}, t.{col}), o AS ({insert}) SELECT d.{key} FROM d"
         ),
-        (Some(col), true) => format!(
-            "WITH d AS (DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}, t.{c}), \
-             o AS (INSERT INTO erasure.storage_outbox (request_id, table_name, object_key) \
-             SELECT ${}, ${}, d.{c} FROM d) SELECT d.{key} FROM d",
-            own + 1,
-            own + 2,
-            c = quote_ident(col)
-        ),
-        (None, false) => format!("DELETE FROM {tbl} t WHERE {scope}"),
-        (None, true) => format!("DELETE FROM {tbl} t WHERE {scope} RETURNING t.{key}"),
+        (outbox, true, DeletedKeys::Recorded) => {
+            let (col, insert) = match outbox {
+                Some((col, insert)) => (format!(", t.{col}"), format!(", o AS ({insert})")),
+                None => (String::new(), String::new()),
+            };
+            format!(
+                "WITH d AS ({delete} RETURNING t.{key}{col}){insert}, \
+                 k AS (INSERT INTO {DELETED_KEYS_TABLE} (table_name, keys) \
+                 SELECT {name}, array_agg(n.key) FROM (SELECT d.{key} AS key, \
+                 (row_number() OVER ()) / {DELETED_KEYS_CHUNK} AS chunk FROM d) n GROUP BY n.chunk) \
+                 SELECT count(*) FROM d",
+                name = quote_literal(&step.table)
+            )
+        }
     }
 }
 
@@ -235,17 +277,26 @@ pub fn erase_unreferenced(
 /// own check would: a writer that had locked a parent row to reference it made the delete
 /// wait for its commit, and one that comes later waits for this transaction and then fails
 /// its own check.
+///
+/// Where the plan records its deleted keys ([`DeletedKeys::Recorded`]) the statement takes
+/// no parameters: it probes each child with the chunks of [`DELETED_KEYS_TABLE`].
 pub fn delete_check(plan: &Plan) -> Option<String> {
     let tests: Vec<String> = checked_links(plan)
         .iter()
         .enumerate()
-        .map(|(pos, (param, _, link))| {
-            format!(
-                "WHEN EXISTS (SELECT 1 FROM ONLY {} c WHERE c.{} = ANY(${param})) THEN {}",
-                quote_table(&link.child),
-                quote_ident(&link.column),
-                pos + 1
-            )
+        .map(|(pos, (param, step, link))| {
+            let (child, column) = (quote_table(&link.child), quote_ident(&link.column));
+            let exists = match plan.deleted_keys {
+                DeletedKeys::Returned => {
+                    format!("SELECT 1 FROM ONLY {child} c WHERE c.{column} = ANY(${param})")
+                }
+                DeletedKeys::Recorded => format!(
+                    "SELECT 1 FROM {DELETED_KEYS_TABLE} k, ONLY {child} c \
+                     WHERE k.table_name = {} AND c.{column} = ANY(k.keys)",
+                    quote_literal(&step.table)
+                ),
+            };
+            format!("WHEN EXISTS ({exists}) THEN {}", pos + 1)
         })
         .collect();
     (!tests.is_empty()).then(|| format!("SELECT CASE {} ELSE 0 END", tests.join(" ")))

@@ -3,7 +3,7 @@
 
 use erasure_core::catalog::{Catalog, ColumnFacts, ForeignKey, TableFacts};
 use erasure_core::datamap::{qualified, DataMap, DataMapDoc};
-use erasure_core::plan::{Plan, RootStyle, StepAction};
+use erasure_core::plan::{DeletedKeys, Plan, RootStyle, StepAction};
 use erasure_core::statements::{build, describe, StatementKind};
 use erasure_core::subject::SubjectKind;
 use erasure_core::CoreError;
@@ -489,13 +489,39 @@ fn delete_check_numbers_links_by_checking_step() {
 }
 
 #[test]
-fn organizations_and_foreign_keys_with_actions_keep_postgres_checks() {
+fn an_organization_records_its_deleted_keys_for_the_check() {
     let map = load(small_map()).unwrap();
-    // An organization's tables are scoped by the tenant column alone: a row of another
-    // organization may reference them, so PostgreSQL keeps checking.
+    // An organization's tables are scoped by the tenant column alone, so a row of another
+    // organization may reference its rows: the check finds it through the deleted keys,
+    // which go to a temporary table in chunks instead of back to the backend.
     let plan = Plan::build(&map, SubjectKind::Org, RootStyle::Scalar).unwrap();
-    assert!(plan.steps.iter().all(|s| s.checked_links.is_empty()));
-    assert_eq!(erasure_core::statements::delete_check(&plan), None);
+    assert_eq!(plan.deleted_keys, DeletedKeys::Recorded);
+    assert!(!plan.parents_first);
+    assert_eq!(
+        checked(&plan, "messages"),
+        ["media_message_id_fkey"],
+        "{:?}",
+        plan.steps
+    );
+    let messages = plan.steps.iter().find(|s| s.table == "messages").unwrap();
+    let sql = build(&map, &plan, messages, StatementKind::Erase);
+    assert_eq!(
+        sql,
+        "WITH d AS (DELETE FROM \"public\".\"messages\" t WHERE t.\"org_id\" = $1 RETURNING t.\"id\"), \
+         k AS (INSERT INTO pg_temp.erasure_deleted_keys (table_name, keys) \
+         SELECT 'messages', array_agg(n.key) FROM (SELECT d.\"id\" AS key, \
+         (row_number() OVER ()) / 10000 AS chunk FROM d) n GROUP BY n.chunk) \
+         SELECT count(*) FROM d"
+    );
+    let check = erasure_core::statements::delete_check(&plan).unwrap();
+    assert!(
+        check.contains(
+            "WHEN EXISTS (SELECT 1 FROM pg_temp.erasure_deleted_keys k, ONLY \"public\".\"media\" c \
+             WHERE k.table_name = 'messages' AND c.\"message_id\" = ANY(k.keys)) THEN 1"
+        ),
+        "{check}"
+    );
+    assert!(!check.contains('$'), "takes no parameters: {check}");
 
     // A foreign key that does more than check (ON DELETE CASCADE, deferrable, partitioned) is
     // left to PostgreSQL.

@@ -1,14 +1,18 @@
-//! Foreign-key checks of a person's erasure, done once per request instead of once per row.
+//! Foreign-key checks of an erasure, done once per request instead of once per row.
 //!
 //! Deleting a parent row makes PostgreSQL queue one check per foreign key into its table (the
 //! internal `RI_FKey_noaction_del` / `RI_FKey_restrict_del` triggers), each a query run at the
-//! end of the statement: dozens of queries for one contact. A person's plan deletes or unlinks,
+//! end of the statement: dozens of queries for one contact, half an organization's erasure
+//! time. A plan deletes or unlinks,
 //! in its other steps, every row that references the rows it deletes (the data map's links,
 //! checked against `pg_constraint`), so those checks can only fail if a row appeared in between
 //! or outside the plan's reach. The engine therefore leaves them out of its own delete
 //! statements (and only those: the CRM's own triggers and every foreign key with an action
 //! still run) and checks the same links after the last step in one statement over the deleted
-//! keys ([`erasure_core::statements::delete_check`]).
+//! keys ([`erasure_core::statements::delete_check`]): a person's come back to the engine, an
+//! organization's go to a temporary table in chunks ([`erasure_core::plan::DeletedKeys`]).
+//! An organization's tables are scoped by the tenant column alone, so there the check is also
+//! what finds a row of another organization that references one of its rows.
 //!
 //! Only in READ COMMITTED: that statement then takes a snapshot after the deletes, so it sees
 //! every row a concurrent writer committed under a parent before the parent's delete (the

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use erasure_abi::{Hold, Record, Until};
 use erasure_core::decide::{combine, Action, Verdict};
-use erasure_core::plan::{kind_is_id, Plan, RootStyle, Step, StepAction};
+use erasure_core::plan::{kind_is_id, DeletedKeys, Plan, RootStyle, Step, StepAction};
 use erasure_core::statements::{self, anonymize_values, StatementKind};
 use erasure_core::subject::{Subject, SubjectKind, SubjectValue};
 use pgrx::datum::DatumWithOid;
@@ -133,8 +133,12 @@ struct Erasure<'a> {
     kept: HashMap<String, Kept>,
     /// Whether this request checks the plan's checked links itself ([`delete_checks`]).
     batch_checks: bool,
-    /// Keys deleted by steps whose per-row foreign-key checks were left out, by step index.
+    /// Steps whose per-row foreign-key checks were left out, by index, with the keys they
+    /// deleted; none where the plan records its keys in a temporary table instead
+    /// ([`DeletedKeys::Recorded`]).
     checked_deletes: HashMap<usize, Vec<i64>>,
+    /// Whether this request made sure the session's table of deleted keys exists.
+    keys_table_ready: bool,
     outcome: Outcome,
 }
 
@@ -182,6 +186,7 @@ pub fn erase(
         kept: HashMap::new(),
         batch_checks: super::delete_checks::enabled(),
         checked_deletes: HashMap::new(),
+        keys_table_ready: false,
         outcome: Outcome {
             subject_kind: info.subject.kind.as_str(),
             tables: BTreeMap::new(),
@@ -385,9 +390,15 @@ impl Erasure<'_> {
                 style: self.plan.style,
             },
             || statements::delete_check(self.plan).unwrap_or_default(),
-            || vec![PgOid::from(pg_sys::INT8ARRAYOID); steps.len()],
+            || match self.plan.deleted_keys {
+                DeletedKeys::Returned => vec![PgOid::from(pg_sys::INT8ARRAYOID); steps.len()],
+                DeletedKeys::Recorded => Vec::new(),
+            },
         )?;
-        let args: Vec<DatumWithOid> = steps.iter().map(|i| self.deleted_keys(*i)).collect();
+        let args: Vec<DatumWithOid> = match self.plan.deleted_keys {
+            DeletedKeys::Returned => steps.iter().map(|i| self.deleted_keys(*i)).collect(),
+            DeletedKeys::Recorded => Vec::new(),
+        };
         let failed: i32 = first_value(run(client, &stmt, &args)?)?.unwrap_or(0);
         if failed == 0 {
             return Ok(());
@@ -602,6 +613,13 @@ impl Erasure<'_> {
     ) -> ExtResult<()> {
         let table = step.table.clone();
         let outbox = self.map.map.table(&table).outbox.is_some();
+        // A step with checked links returns its deleted keys, or records them in the session's
+        // temporary table, which must exist before the statement is prepared.
+        let checked = !step.checked_links.is_empty();
+        if checked && self.plan.deleted_keys == DeletedKeys::Recorded && !self.keys_table_ready {
+            ensure_deleted_keys_table(client)?;
+            self.keys_table_ready = true;
+        }
         let stmt = self.statement(client, index, step, what)?;
         let mut args = root_args(self.plan, &self.roots);
         args.extend(keys);
@@ -609,26 +627,38 @@ impl Erasure<'_> {
             args.push(self.info.request_id.into());
             args.push(table.as_str().into());
         }
-        let n = if self.batch_checks && !step.checked_links.is_empty() {
-            // The statement returns the deleted keys; the left-out checks run over them
-            // after the last step.
+        let rows = if checked && self.batch_checks {
+            // PostgreSQL's per-row checks of these links are left out; the check after the
+            // last step runs over the keys instead.
             let constraints = step
                 .checked_links
                 .iter()
                 .map(|l| pg_sys::Oid::from(l.check.oid))
                 .collect();
-            let rows = super::delete_checks::without_row_checks(constraints, || {
-                run(client, &stmt, &args)
-            })?;
-            let mut keys = Vec::with_capacity(rows.len());
-            for row in rows {
-                keys.push(row.get::<i64>(1)?.unwrap_or_default());
-            }
-            let n = keys.len() as i64;
-            self.checked_deletes.insert(index, keys);
-            n
+            super::delete_checks::without_row_checks(constraints, || run(client, &stmt, &args))?
         } else {
-            run(client, &stmt, &args)?.len() as i64
+            run(client, &stmt, &args)?
+        };
+        let n = match (checked, self.plan.deleted_keys) {
+            (false, _) => rows.len() as i64,
+            (true, DeletedKeys::Returned) => {
+                let mut keys = Vec::with_capacity(rows.len());
+                for row in rows {
+                    keys.push(row.get::<i64>(1)?.unwrap_or_default());
+                }
+                let n = keys.len() as i64;
+                if self.batch_checks {
+                    self.checked_deletes.insert(index, keys);
+                }
+                n
+            }
+            // The statement answers how many rows it deleted.
+            (true, DeletedKeys::Recorded) => {
+                if self.batch_checks {
+                    self.checked_deletes.insert(index, Vec::new());
+                }
+                first_value::<i64>(rows)?.unwrap_or(0)
+            }
         };
         if outbox {
             self.outcome.storage_objects_queued += n;
@@ -864,6 +894,26 @@ impl Erasure<'_> {
         }
         Ok(())
     }
+}
+
+/// Creates the session's table of deleted keys ([`statements::DELETED_KEYS_TABLE`]) unless it
+/// exists: on a session's first organization erasure, or after `DISCARD TEMP`.
+fn ensure_deleted_keys_table(client: &mut SpiClient<'_>) -> ExtResult<()> {
+    let exists = client
+        .select(
+            "SELECT to_regclass($1) IS NOT NULL",
+            None,
+            &[statements::DELETED_KEYS_TABLE.into()],
+        )?
+        .first()
+        .get::<bool>(1)?
+        .unwrap_or(false);
+    if !exists {
+        for ddl in statements::deleted_keys_table_ddl() {
+            client.update(ddl.as_str(), None, &[])?;
+        }
+    }
+    Ok(())
 }
 
 /// Rows a keep statement recorded: the sum of its ledger chunks' sizes (one result row each).
