@@ -33,7 +33,7 @@ pub enum ExtError {
     #[error("{0}")]
     NotFound(String),
 
-    /// A row still references a row the erasure deleted (its own foreign-key check).
+    /// A row still references a row an erasure or purge deleted (its own foreign-key check).
     #[error("{0}")]
     StillReferenced(String),
 
@@ -71,7 +71,7 @@ impl ExtError {
                 Some("write the subject as kind:value, e.g. contact:1001 or phone:+4915112345678")
             }
             ExtError::StillReferenced(_) => Some(
-                "a row was added under the subject while the erasure ran, or by a trigger of the erasure's own deletes; nothing was erased: run the request again",
+                "the row was added while this ran, by a trigger of its own deletes, or by another organization, or is kept longer; nothing was deleted: remove or unlink it, then run this again",
             ),
             ExtError::NotReady(_) => Some(
                 "load one: SELECT erasure.load_data_map(erasure.reference_data_map()) for the reference CRM, or your own map",

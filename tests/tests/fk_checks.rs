@@ -421,3 +421,50 @@ fn an_organization_checks_its_deleted_keys_against_every_other_organization() {
     assert_eq!(report["status"], "completed", "{report:#}");
     assert_eq!(orphans(&mut db), 0);
 }
+
+#[test]
+fn a_purge_batch_checks_its_deleted_keys_once() {
+    let mut db = TestDb::new("fk_purge");
+    let report = db.json("SELECT erasure.request_erasure('org:2')", &[]);
+    assert_eq!(report["status"], "completed", "{report:#}");
+    // The organization row is kept as long as its invoices; made due before them, purging
+    // it would orphan the kept rows that reference it.
+    db.client
+        .batch_execute(
+            "UPDATE erasure.ledger_chunks SET until = now() - interval '1 second'
+              WHERE table_name = 'organizations'",
+        )
+        .unwrap();
+    let kept = db.count("SELECT count(*) FROM erasure.ledger", &[]);
+    let msg = assert_sqlstate(db.client.query("SELECT erasure.purge_due()", &[]), "23503");
+    assert!(
+        msg.contains("still reference rows of organizations that the purge deleted"),
+        "{msg}"
+    );
+    db.client
+        .batch_execute("SET erasure.batch_fk_checks = off")
+        .unwrap();
+    let msg = assert_sqlstate(db.client.query("SELECT erasure.purge_due()", &[]), "23503");
+    assert!(msg.contains("violates foreign key constraint"), "{msg}");
+    db.client
+        .batch_execute("RESET erasure.batch_fk_checks")
+        .unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), kept);
+    assert_eq!(
+        db.count("SELECT count(*) FROM organizations WHERE id = 2", &[]),
+        1
+    );
+
+    // Once everything is due, children first, the purge completes and leaves no orphan.
+    db.client
+        .batch_execute("UPDATE erasure.ledger_chunks SET until = now() - interval '1 second'")
+        .unwrap();
+    let purge = db.json("SELECT erasure.purge_due()", &[]);
+    assert_eq!(purge["purged"], kept, "{purge:#}");
+    assert_eq!(db.count("SELECT count(*) FROM erasure.ledger", &[]), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM organizations WHERE id = 2", &[]),
+        0
+    );
+    assert_eq!(orphans(&mut db), 0);
+}

@@ -348,6 +348,24 @@ fn keyed_scopes(
     }
 }
 
+/// Every foreign key into `table` behind a data-map link (own or detach) whose only work on a
+/// parent's delete is a check: what purging `table`'s kept rows checks itself, once per
+/// batch, over the keys the batch deleted.
+pub fn links_into(map: &DataMap, table: &str) -> Vec<CheckedLink> {
+    let children: Vec<(String, String)> = map
+        .doc
+        .tables
+        .iter()
+        .flat_map(|(child, spec)| {
+            spec.links
+                .iter()
+                .filter(|l| l.mode == LinkMode::Own && l.parent == table)
+                .map(move |l| (child.clone(), l.column.clone()))
+        })
+        .collect();
+    checked_links(map, table, &children)
+}
+
 /// The foreign keys into `table` that a plan makes redundant per row: those of its own
 /// children (in scope through the link, so erased or kept before it, and a kept child pins
 /// its parent) and of detach links (unlinked by a step before it), where PostgreSQL's only

@@ -281,23 +281,40 @@ pub fn erase_unreferenced(
 /// Where the plan records its deleted keys ([`DeletedKeys::Recorded`]) the statement takes
 /// no parameters: it probes each child with the chunks of [`DELETED_KEYS_TABLE`].
 pub fn delete_check(plan: &Plan) -> Option<String> {
-    let tests: Vec<String> = checked_links(plan)
-        .iter()
+    first_referenced(checked_links(plan).into_iter().map(|(param, step, link)| {
+        match plan.deleted_keys {
+            DeletedKeys::Returned => referencing(link, &format!("${param}")),
+            DeletedKeys::Recorded => format!(
+                "SELECT 1 FROM {DELETED_KEYS_TABLE} k, ONLY {} c \
+                     WHERE k.table_name = {} AND c.{} = ANY(k.keys)",
+                quote_table(&link.child),
+                quote_literal(&step.table),
+                quote_ident(&link.column)
+            ),
+        }
+    }))
+}
+
+/// The check of `links` over one array of deleted keys, `$1`: the 1-based position of the
+/// first link through which a row still references one of them, or 0. `None` without links.
+pub fn keys_check(links: &[CheckedLink]) -> Option<String> {
+    first_referenced(links.iter().map(|link| referencing(link, "$1")))
+}
+
+/// A row of `link`'s child that references one of the keys in the array `keys`.
+fn referencing(link: &CheckedLink, keys: &str) -> String {
+    format!(
+        "SELECT 1 FROM ONLY {} c WHERE c.{} = ANY({keys})",
+        quote_table(&link.child),
+        quote_ident(&link.column)
+    )
+}
+
+/// `SELECT CASE WHEN EXISTS (<first>) THEN 1 WHEN … ELSE 0 END`; `None` for no queries.
+fn first_referenced(queries: impl Iterator<Item = String>) -> Option<String> {
+    let tests: Vec<String> = queries
         .enumerate()
-        .map(|(pos, (param, step, link))| {
-            let (child, column) = (quote_table(&link.child), quote_ident(&link.column));
-            let exists = match plan.deleted_keys {
-                DeletedKeys::Returned => {
-                    format!("SELECT 1 FROM ONLY {child} c WHERE c.{column} = ANY(${param})")
-                }
-                DeletedKeys::Recorded => format!(
-                    "SELECT 1 FROM {DELETED_KEYS_TABLE} k, ONLY {child} c \
-                     WHERE k.table_name = {} AND c.{column} = ANY(k.keys)",
-                    quote_literal(&step.table)
-                ),
-            };
-            format!("WHEN EXISTS ({exists}) THEN {}", pos + 1)
-        })
+        .map(|(pos, query)| format!("WHEN EXISTS ({query}) THEN {}", pos + 1))
         .collect();
     (!tests.is_empty()).then(|| format!("SELECT CASE {} ELSE 0 END", tests.join(" ")))
 }

@@ -21,8 +21,8 @@ use pgrx::spi::SpiClient;
 use serde::Serialize;
 
 use super::datamap;
-use super::statements::{prepared, run, PurgePass, StatementId};
-use crate::error::ExtResult;
+use super::statements::{first_value, prepared, run, PurgePass, StatementId};
+use crate::error::{ExtError, ExtResult};
 use crate::guc;
 
 /// No active hold still covers the ledger row `l`.
@@ -47,8 +47,8 @@ pub struct PurgeCounts {
 
 /// The batch statement of one table and pass. Parameters: `$1` batch size (rows), then the
 /// keyset position: `$2` until and `$3` id for dated chunks, `$2` id for undated ones. Returns
-/// the ledger chunks read, the data rows deleted, the chunks deleted, and the position of the
-/// last chunk read.
+/// the ledger chunks read, the data rows deleted, the chunks deleted, the position of the
+/// last chunk read, and the deleted keys (an array, for the batch's foreign-key check).
 fn batch_sql(table: &str, key: &str, pass: PurgePass) -> String {
     let (due, order) = match pass {
         // Rows whose date has passed: a range of the (table_name, until, id) index.
@@ -74,10 +74,10 @@ fn batch_sql(table: &str, key: &str, pass: PurgePass) -> String {
                    WHERE l.table_name = {name} AND {due} AND {NOT_HELD}
                    ORDER BY {order} LIMIT $1) s
                WHERE s.upto - s.row_count < $1),
-              gone AS (DELETE FROM {tbl} t WHERE t.{key} = ANY (ARRAY(SELECT unnest(d.row_keys) FROM due d)) RETURNING 1),
+              gone AS (DELETE FROM {tbl} t WHERE t.{key} = ANY (ARRAY(SELECT unnest(d.row_keys) FROM due d)) RETURNING t.{key} AS key),
               settled AS (DELETE FROM erasure.ledger_chunks l WHERE l.ctid = ANY (ARRAY(SELECT tid FROM due)) RETURNING 1)
          SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM gone), (SELECT count(*) FROM settled),
-                last.until, last.id
+                last.until, last.id, (SELECT array_agg(g.key) FROM gone g)
            FROM (SELECT 1) one
            LEFT JOIN LATERAL (SELECT d.until, d.id FROM due d ORDER BY {last} LIMIT 1) last ON true",
         name = quote_literal(table),
@@ -133,6 +133,23 @@ pub fn purge_due(
         let table = &map.map.delete_order[index];
         let spec = map.map.table(table);
         let counts = tables.entry(table.clone()).or_default();
+        // PostgreSQL's per-row checks of the foreign keys into the table are left out of each
+        // batch, and checked once over the keys it deleted (see `delete_checks`).
+        let links = erasure_core::plan::links_into(&map.map, table);
+        let check = erasure_core::statements::keys_check(&links)
+            .filter(|_| super::delete_checks::enabled())
+            .map(|sql| {
+                prepared(
+                    client,
+                    StatementId::PurgeCheck {
+                        map_id: map.id,
+                        table: index,
+                    },
+                    || sql,
+                    || vec![PgOid::from(pg_sys::INT8ARRAYOID)],
+                )
+            })
+            .transpose()?;
         for pass in [PurgePass::Dated, PurgePass::Undated] {
             let stmt = prepared(
                 client,
@@ -169,9 +186,34 @@ pub fn purge_due(
                 }
                 args.push(after_id.into());
                 let started = Instant::now();
-                let row = run(client, &stmt, &args)?.first();
+                let row = match &check {
+                    Some(_) => {
+                        let constraints = links
+                            .iter()
+                            .map(|l| pg_sys::Oid::from(l.check.oid))
+                            .collect();
+                        super::delete_checks::without_row_checks(constraints, || {
+                            run(client, &stmt, &args)
+                        })?
+                    }
+                    None => run(client, &stmt, &args)?,
+                }
+                .first();
                 let read = row.get::<i64>(1)?.unwrap_or(0);
                 let deleted = row.get::<i64>(2)?.unwrap_or(0);
+                if let (Some(check), true) = (&check, deleted > 0) {
+                    let keys: Vec<i64> = row.get(6)?.unwrap_or_default();
+                    let failed: i32 =
+                        first_value(run(client, check, &[keys.into()])?)?.unwrap_or(0);
+                    if failed > 0 {
+                        let link = &links[failed as usize - 1];
+                        return Err(ExtError::StillReferenced(format!(
+                            "rows of {} still reference rows of {table} that the purge deleted \
+                             (column {}, foreign key {}); the purge is rolled back",
+                            link.child, link.column, link.check.name
+                        )));
+                    }
+                }
                 counts.purged += deleted;
                 if read > 0 {
                     let ms = started.elapsed().as_secs_f64() * 1e3;

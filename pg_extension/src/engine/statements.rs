@@ -38,6 +38,11 @@ pub enum StatementId {
         table: usize,
         pass: PurgePass,
     },
+    /// The foreign-key check after each purge batch of a table (`keys_check`).
+    PurgeCheck {
+        map_id: i64,
+        table: usize,
+    },
 }
 
 /// The two walks of `purge_due` over a table's ledger rows.
@@ -82,7 +87,8 @@ pub fn forget_plans_except(map_id: i64) {
             StatementId::Plan { map_id: m, .. }
             | StatementId::DeleteCheck { map_id: m, .. }
             | StatementId::Root { map_id: m, .. }
-            | StatementId::Purge { map_id: m, .. } => *m == map_id,
+            | StatementId::Purge { map_id: m, .. }
+            | StatementId::PurgeCheck { map_id: m, .. } => *m == map_id,
         })
     });
 }
