@@ -479,11 +479,11 @@ fn delete_check_numbers_links_by_checking_step() {
     assert_eq!(
         sql,
         "SELECT CASE \
-         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"media\" c WHERE c.\"message_id\" = ANY($1)) THEN 1 \
-         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"ai_logs\" c WHERE c.\"conversation_id\" = ANY($2)) THEN 2 \
-         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"messages\" c WHERE c.\"conversation_id\" = ANY($2)) THEN 3 \
-         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"ai_logs\" c WHERE c.\"contact_id\" = ANY($3)) THEN 4 \
-         WHEN EXISTS (SELECT 1 FROM ONLY \"public\".\"conversations\" c WHERE c.\"contact_id\" = ANY($3)) THEN 5 \
+         WHEN (SELECT count(*) FROM ONLY \"public\".\"media\" c WHERE c.\"message_id\" = ANY($1)) > 0 THEN 1 \
+         WHEN (SELECT count(*) FROM ONLY \"public\".\"ai_logs\" c WHERE c.\"conversation_id\" = ANY($2)) > 0 THEN 2 \
+         WHEN (SELECT count(*) FROM ONLY \"public\".\"messages\" c WHERE c.\"conversation_id\" = ANY($2)) > 0 THEN 3 \
+         WHEN (SELECT count(*) FROM ONLY \"public\".\"ai_logs\" c WHERE c.\"contact_id\" = ANY($3)) > 0 THEN 4 \
+         WHEN (SELECT count(*) FROM ONLY \"public\".\"conversations\" c WHERE c.\"contact_id\" = ANY($3)) > 0 THEN 5 \
          ELSE 0 END"
     );
 }
@@ -516,8 +516,8 @@ fn an_organization_records_its_deleted_keys_for_the_check() {
     let check = erasure_core::statements::delete_check(&plan).unwrap();
     assert!(
         check.contains(
-            "WHEN EXISTS (SELECT 1 FROM pg_temp.erasure_deleted_keys k, ONLY \"public\".\"media\" c \
-             WHERE k.table_name = 'messages' AND c.\"message_id\" = ANY(k.keys)) THEN 1"
+            "WHEN (SELECT count(*) FROM pg_temp.erasure_deleted_keys k, ONLY \"public\".\"media\" c \
+             WHERE k.table_name = 'messages' AND c.\"message_id\" = ANY(k.keys)) > 0 THEN 1"
         ),
         "{check}"
     );

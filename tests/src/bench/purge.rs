@@ -152,11 +152,15 @@ pub fn measure(
     let mut batches: i64 = 0;
     let mut calls: i64 = 0;
     let mut engine_longest_ms: f64 = 0.0;
+    // Every call's time and what it purged, for the longest ones in the results.
+    let mut call_ms: Vec<(f64, Value)> = Vec::new();
     let t0 = Instant::now();
     loop {
         let s0 = Instant::now();
         let out: Value = engine.client.query_one(&stmt, &[])?.get(0);
-        engine_longest_ms = engine_longest_ms.max(s0.elapsed().as_secs_f64() * 1e3);
+        let ms = s0.elapsed().as_secs_f64() * 1e3;
+        engine_longest_ms = engine_longest_ms.max(ms);
+        call_ms.push((ms, out["tables"].clone()));
         calls += 1;
         purged += out["purged"].as_i64().unwrap_or(0);
         batches += out["batches"].as_i64().unwrap_or(0);
@@ -248,6 +252,12 @@ pub fn measure(
         "default retention module not restored".into()
     })?;
 
+    call_ms.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let longest_calls: Vec<Value> = call_ms
+        .iter()
+        .take(5)
+        .map(|(ms, tables)| json!({"ms": round3(*ms), "tables": tables}))
+        .collect();
     let e_rate = purged as f64 / engine_s;
     let b_rate = base_total as f64 / base_s;
     let v = json!({
@@ -260,6 +270,7 @@ pub fn measure(
             "working_batches": working_batches,
             "mean_ms_per_working_batch": round3(engine_s * 1e3 / working_batches.max(1) as f64),
             "longest_statement_ms": round3(engine_longest_ms),
+            "longest_calls": longest_calls,
             "ledger_rows_per_table": p.ledger,
             "note": "purge_due also deletes the ledger chunks it purges; every batch commits, so no lock outlives its call: longest_statement_ms is the longest lock holding",
         },
