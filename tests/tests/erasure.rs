@@ -782,7 +782,10 @@ fn explain_plan_shows_the_statements_an_erasure_runs() {
         ])
     );
     let check = contact["delete_check"].as_str().unwrap();
-    assert!(check.starts_with("SELECT CASE WHEN (SELECT count(*)"), "{check}");
+    assert!(
+        check.starts_with("SELECT CASE WHEN (SELECT count(*)"),
+        "{check}"
+    );
     // An organization's deleted keys go to a temporary table, which its check reads.
     let org = db.json("SELECT erasure.explain_plan('org')", &[]);
     assert_eq!(org["order"], "children first", "{org:#}");

@@ -412,6 +412,34 @@ fn an_organization_checks_its_deleted_keys_against_every_other_organization() {
         db.count("SELECT count(*) FROM pg_temp.erasure_deleted_keys", &[]),
         0
     );
+    // Two new organizations erased in one transaction: the second checks its own keys.
+    db.client
+        .batch_execute("SELECT public.crm_generate(2, 5)")
+        .unwrap();
+    let orgs: Vec<i64> = db
+        .client
+        .query(
+            "SELECT id FROM organizations WHERE id NOT IN (2, $1) ORDER BY id",
+            &[&other],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(orgs.len(), 2, "{orgs:?}");
+    let mut tx = db.client.transaction().unwrap();
+    for org in &orgs {
+        let report: serde_json::Value = tx
+            .query_one(
+                "SELECT erasure.request_erasure($1)::jsonb",
+                &[&format!("org:{org}")],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(report["status"], "completed", "{report:#}");
+    }
+    tx.commit().unwrap();
+    assert_eq!(orphans(&mut db), 0);
     // And again after the session's temporary table is dropped.
     db.client.batch_execute("DISCARD TEMP").unwrap();
     let report = db.json(

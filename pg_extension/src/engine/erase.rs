@@ -896,8 +896,9 @@ impl Erasure<'_> {
     }
 }
 
-/// Creates the session's table of deleted keys ([`statements::DELETED_KEYS_TABLE`]) unless it
-/// exists: on a session's first organization erasure, or after `DISCARD TEMP`.
+/// Readies the session's table of deleted keys ([`statements::DELETED_KEYS_TABLE`]): creates
+/// it on a session's first organization erasure (or after `DISCARD TEMP`), else empties it of
+/// an earlier erasure's keys in this same transaction (commit empties it otherwise).
 fn ensure_deleted_keys_table(client: &mut SpiClient<'_>) -> ExtResult<()> {
     let exists = client
         .select(
@@ -908,7 +909,10 @@ fn ensure_deleted_keys_table(client: &mut SpiClient<'_>) -> ExtResult<()> {
         .first()
         .get::<bool>(1)?
         .unwrap_or(false);
-    if !exists {
+    if exists {
+        let empty = format!("DELETE FROM {}", statements::DELETED_KEYS_TABLE);
+        client.update(empty.as_str(), None, &[])?;
+    } else {
         for ddl in statements::deleted_keys_table_ddl() {
             client.update(ddl.as_str(), None, &[])?;
         }
