@@ -124,8 +124,8 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
 /// steps with checked links deleted, `(table_name, keys)`, emptied at every commit.
 pub const DELETED_KEYS_TABLE: &str = "pg_temp.erasure_deleted_keys";
 
-/// Most keys in one row of [`DELETED_KEYS_TABLE`]: building and reading the table holds one
-/// array in memory at a time, not all of an organization's keys.
+/// Most keys in one row of [`DELETED_KEYS_TABLE`]: an organization's keys are many rows of
+/// bounded arrays, never one array the size of the organization.
 pub const DELETED_KEYS_CHUNK: usize = 10_000;
 
 /// The statements that create [`DELETED_KEYS_TABLE`]. Its arrays are stored uncompressed:
