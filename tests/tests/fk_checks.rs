@@ -66,6 +66,50 @@ fn crm_fingerprint(db: &mut TestDb) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Erasing `subject` fails on the engine's own check, with a message naming `child`, `parent`
+/// and `constraint`: recorded as failed, no CRM row changed. With `erasure.batch_fk_checks`
+/// off, PostgreSQL's own per-row check fails it instead (which shows the engine's check
+/// replaced PostgreSQL's: that one would otherwise have fired first, with its own message).
+fn refused_by_the_engines_check(
+    db: &mut TestDb,
+    subject: &str,
+    (child, parent, constraint): (&str, &str, &str),
+) {
+    let before = crm_fingerprint(db);
+    let msg = assert_sqlstate(
+        db.client
+            .query("SELECT erasure.request_erasure($1)", &[&subject]),
+        "23503",
+    );
+    assert!(
+        msg.contains(&format!("rows of {child} still reference rows of {parent}"))
+            && msg.contains(constraint),
+        "{msg}"
+    );
+    let id = last_request_id(db);
+    assert_eq!(
+        wait_for_failed_request(db, id),
+        Some(("failed".into(), "23503".into()))
+    );
+    assert_eq!(
+        crm_fingerprint(db),
+        before,
+        "a failed request changes no CRM row"
+    );
+    db.client
+        .batch_execute("SET erasure.batch_fk_checks = off")
+        .unwrap();
+    let msg = assert_sqlstate(
+        db.client
+            .query("SELECT erasure.request_erasure($1)", &[&subject]),
+        "23503",
+    );
+    assert!(msg.contains("violates foreign key constraint"), "{msg}");
+    db.client
+        .batch_execute("RESET erasure.batch_fk_checks")
+        .unwrap();
+}
+
 #[test]
 fn a_row_that_appears_under_a_deleted_parent_fails_the_request_and_erases_nothing() {
     let mut db = TestDb::new("fk_reappearing_child");
@@ -79,45 +123,15 @@ fn a_row_that_appears_under_a_deleted_parent_fails_the_request_and_erases_nothin
     db.client
         .batch_execute(&copy_trigger("team_memberships", "user_id", "role"))
         .unwrap();
-    let before = crm_fingerprint(&mut db);
     let subject = format!("user:{user}");
-
-    // The engine's own check finds it (PostgreSQL's per-row check, which would have fired
-    // first with its own message, was left out of the users step).
-    let msg = assert_sqlstate(
-        db.client
-            .query("SELECT erasure.request_erasure($1)", &[&subject]),
-        "23503",
-    );
-    assert!(
-        msg.contains("rows of team_memberships still reference rows of users")
-            && msg.contains("team_memberships_user_id_fkey"),
-        "{msg}"
-    );
-    let id = last_request_id(&mut db);
-    assert_eq!(
-        wait_for_failed_request(&mut db, id),
-        Some(("failed".into(), "23503".into()))
-    );
-    assert_eq!(
-        crm_fingerprint(&mut db),
-        before,
-        "a failed request changes no CRM row"
+    // The engine's own check finds it; with the setting off PostgreSQL's does.
+    refused_by_the_engines_check(
+        &mut db,
+        &subject,
+        ("team_memberships", "users", "team_memberships_user_id_fkey"),
     );
 
-    // With the setting off, and under REPEATABLE READ, PostgreSQL checks per row as usual.
-    db.client
-        .batch_execute("SET erasure.batch_fk_checks = off")
-        .unwrap();
-    let msg = assert_sqlstate(
-        db.client
-            .query("SELECT erasure.request_erasure($1)", &[&subject]),
-        "23503",
-    );
-    assert!(msg.contains("violates foreign key constraint"), "{msg}");
-    db.client
-        .batch_execute("RESET erasure.batch_fk_checks")
-        .unwrap();
+    // Under REPEATABLE READ, PostgreSQL checks per row as usual.
     let mut tx = db
         .client
         .build_transaction()
@@ -353,44 +367,13 @@ fn an_organization_checks_its_deleted_keys_against_every_other_organization() {
             &[&other],
         )
         .unwrap();
-    let before = crm_fingerprint(&mut db);
-
-    // The engine's own check, over the keys the steps recorded, finds it (PostgreSQL's
-    // per-row check, which would have fired first with its own message, was left out).
-    let msg = assert_sqlstate(
-        db.client
-            .query("SELECT erasure.request_erasure('org:2')", &[]),
-        "23503",
+    // The engine's own check, over the keys the steps recorded, finds it; with the setting
+    // off PostgreSQL's does.
+    refused_by_the_engines_check(
+        &mut db,
+        "org:2",
+        ("media", "messages", "media_message_id_fkey"),
     );
-    assert!(
-        msg.contains("rows of media still reference rows of messages")
-            && msg.contains("media_message_id_fkey"),
-        "{msg}"
-    );
-    let id = last_request_id(&mut db);
-    assert_eq!(
-        wait_for_failed_request(&mut db, id),
-        Some(("failed".into(), "23503".into()))
-    );
-    assert_eq!(
-        crm_fingerprint(&mut db),
-        before,
-        "a failed request changes no CRM row"
-    );
-
-    // With the setting off PostgreSQL checks per row as usual.
-    db.client
-        .batch_execute("SET erasure.batch_fk_checks = off")
-        .unwrap();
-    let msg = assert_sqlstate(
-        db.client
-            .query("SELECT erasure.request_erasure('org:2')", &[]),
-        "23503",
-    );
-    assert!(msg.contains("violates foreign key constraint"), "{msg}");
-    db.client
-        .batch_execute("RESET erasure.batch_fk_checks")
-        .unwrap();
 
     // Without the stray row the erasure completes, leaves no orphan, and the keys it
     // recorded are gone with its commit.

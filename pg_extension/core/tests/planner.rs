@@ -545,20 +545,14 @@ fn a_persons_plan_can_run_parents_first_by_the_keys_its_parents_deleted() {
     assert!(plan.parents_first);
     let step = |t: &str| plan.steps.iter().find(|s| s.table == t).unwrap();
     let table = |i: &usize| plan.steps[*i].table.as_str();
+    let parents = |t: &str| step(t).parent_keys.iter().map(table).collect::<Vec<_>>();
     assert_eq!(step("contacts").keyed_scope, "t.\"id\" = $1");
     assert!(step("contacts").parent_keys.is_empty());
     assert_eq!(
         step("messages").keyed_scope,
         "t.\"conversation_id\" = ANY($2)"
     );
-    assert_eq!(
-        step("messages")
-            .parent_keys
-            .iter()
-            .map(table)
-            .collect::<Vec<_>>(),
-        ["conversations"]
-    );
+    assert_eq!(parents("messages"), ["conversations"]);
     // The root's children test the root key itself, as children first does.
     assert_eq!(step("conversations").keyed_scope, "t.\"contact_id\" = $1");
     assert!(step("conversations").parent_keys.is_empty());
@@ -567,14 +561,7 @@ fn a_persons_plan_can_run_parents_first_by_the_keys_its_parents_deleted() {
         step("ai_logs").keyed_scope,
         "(t.\"contact_id\" = $1 OR t.\"conversation_id\" = ANY($2))"
     );
-    assert_eq!(
-        step("ai_logs")
-            .parent_keys
-            .iter()
-            .map(table)
-            .collect::<Vec<_>>(),
-        ["conversations"]
-    );
+    assert_eq!(parents("ai_logs"), ["conversations"]);
     // Every parent's step comes after its children's in `steps`, so before them reversed.
     for (i, s) in plan.steps.iter().enumerate() {
         assert!(s.parent_keys.iter().all(|p| *p > i), "{}", s.table);

@@ -27,8 +27,10 @@
 use std::cell::RefCell;
 use std::ffi::c_int;
 
+use erasure_core::plan::CheckedLink;
 use pgrx::pg_sys;
 
+use crate::error::ExtError;
 use crate::guc;
 
 thread_local! {
@@ -56,9 +58,9 @@ pub fn enabled() -> bool {
     read_committed && guc::BATCH_FK_CHECKS.get()
 }
 
-/// Runs `f` (which runs one statement) with the per-row checks of `constraints` left out of
-/// that statement.
-pub fn without_row_checks<R>(constraints: Vec<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
+/// Runs `f` (which runs one statement) with the per-row checks of `links` left out of that
+/// statement.
+pub fn without_row_checks<R>(links: &[CheckedLink], f: impl FnOnce() -> R) -> R {
     struct Disarm;
     impl Drop for Disarm {
         fn drop(&mut self) {
@@ -68,8 +70,22 @@ pub fn without_row_checks<R>(constraints: Vec<pg_sys::Oid>, f: impl FnOnce() -> 
         }
     }
     let _disarm = Disarm;
+    let constraints = links
+        .iter()
+        .map(|l| pg_sys::Oid::from(l.check.oid))
+        .collect();
     ARMED.with(|a| *a.borrow_mut() = Some(constraints));
     f()
+}
+
+/// The error of a check that found a row of `link`'s child still referencing a row of `parent`
+/// that `what` (the erasure, the purge) deleted.
+pub fn still_referenced(link: &CheckedLink, parent: &str, what: &str) -> ExtError {
+    ExtError::StillReferenced(format!(
+        "rows of {} still reference rows of {parent} that the {what} deleted \
+         (column {}, foreign key {}); the {what} is rolled back",
+        link.child, link.column, link.check.name
+    ))
 }
 
 #[pgrx::pg_guard]

@@ -405,11 +405,11 @@ impl Erasure<'_> {
         }
         let links = statements::checked_links(self.plan);
         let (_, step, link) = links[failed as usize - 1];
-        Err(ExtError::StillReferenced(format!(
-            "rows of {} still reference rows of {} that the erasure deleted \
-             (column {}, foreign key {}); the erasure is rolled back",
-            link.child, step.table, link.column, link.check.name
-        )))
+        Err(super::delete_checks::still_referenced(
+            link,
+            &step.table,
+            "erasure",
+        ))
     }
 
     fn counts(&mut self, table: &str) -> &mut TableCounts {
@@ -630,12 +630,9 @@ impl Erasure<'_> {
         let rows = if checked && self.batch_checks {
             // PostgreSQL's per-row checks of these links are left out; the check after the
             // last step runs over the keys instead.
-            let constraints = step
-                .checked_links
-                .iter()
-                .map(|l| pg_sys::Oid::from(l.check.oid))
-                .collect();
-            super::delete_checks::without_row_checks(constraints, || run(client, &stmt, &args))?
+            super::delete_checks::without_row_checks(&step.checked_links, || {
+                run(client, &stmt, &args)
+            })?
         } else {
             run(client, &stmt, &args)?
         };

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::datamap;
 use super::statements::{first_value, prepared, run, PurgePass, StatementId};
-use crate::error::{ExtError, ExtResult};
+use crate::error::ExtResult;
 use crate::guc;
 
 /// No active hold still covers the ledger row `l`.
@@ -48,8 +48,9 @@ pub struct PurgeCounts {
 /// The batch statement of one table and pass. Parameters: `$1` batch size (rows), then the
 /// keyset position: `$2` until and `$3` id for dated chunks, `$2` id for undated ones. Returns
 /// the ledger chunks read, the data rows deleted, the chunks deleted, the position of the
-/// last chunk read, and the deleted keys (an array, for the batch's foreign-key check).
-fn batch_sql(table: &str, key: &str, pass: PurgePass) -> String {
+/// last chunk read, and, where `keys` (the table has foreign keys into it to check), the
+/// deleted keys as an array.
+fn batch_sql(table: &str, key: &str, pass: PurgePass, keys: bool) -> String {
     let (due, order) = match pass {
         // Rows whose date has passed: a range of the (table_name, until, id) index.
         PurgePass::Dated => (
@@ -77,10 +78,15 @@ fn batch_sql(table: &str, key: &str, pass: PurgePass) -> String {
               gone AS (DELETE FROM {tbl} t WHERE t.{key} = ANY (ARRAY(SELECT unnest(d.row_keys) FROM due d)) RETURNING t.{key} AS key),
               settled AS (DELETE FROM erasure.ledger_chunks l WHERE l.ctid = ANY (ARRAY(SELECT tid FROM due)) RETURNING 1)
          SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM gone), (SELECT count(*) FROM settled),
-                last.until, last.id, (SELECT array_agg(g.key) FROM gone g)
+                last.until, last.id, {deleted_keys}
            FROM (SELECT 1) one
            LEFT JOIN LATERAL (SELECT d.until, d.id FROM due d ORDER BY {last} LIMIT 1) last ON true",
         name = quote_literal(table),
+        deleted_keys = if keys {
+            "(SELECT array_agg(g.key) FROM gone g)"
+        } else {
+            "NULL::bigint[]"
+        },
         tbl = quote_table(table),
         key = quote_ident(key),
         last = match pass {
@@ -158,7 +164,7 @@ pub fn purge_due(
                     table: index,
                     pass,
                 },
-                || batch_sql(table, &spec.key, pass),
+                || batch_sql(table, &spec.key, pass, !links.is_empty()),
                 || {
                     let mut t = vec![PgOid::from(pg_sys::INT8OID)];
                     if pass == PurgePass::Dated {
@@ -187,15 +193,9 @@ pub fn purge_due(
                 args.push(after_id.into());
                 let started = Instant::now();
                 let row = match &check {
-                    Some(_) => {
-                        let constraints = links
-                            .iter()
-                            .map(|l| pg_sys::Oid::from(l.check.oid))
-                            .collect();
-                        super::delete_checks::without_row_checks(constraints, || {
-                            run(client, &stmt, &args)
-                        })?
-                    }
+                    Some(_) => super::delete_checks::without_row_checks(&links, || {
+                        run(client, &stmt, &args)
+                    })?,
                     None => run(client, &stmt, &args)?,
                 }
                 .first();
@@ -207,11 +207,7 @@ pub fn purge_due(
                         first_value(run(client, check, &[keys.into()])?)?.unwrap_or(0);
                     if failed > 0 {
                         let link = &links[failed as usize - 1];
-                        return Err(ExtError::StillReferenced(format!(
-                            "rows of {} still reference rows of {table} that the purge deleted \
-                             (column {}, foreign key {}); the purge is rolled back",
-                            link.child, link.column, link.check.name
-                        )));
+                        return Err(super::delete_checks::still_referenced(link, table, "purge"));
                     }
                 }
                 counts.purged += deleted;
