@@ -8,7 +8,12 @@
 //! * statements, no FK: pg_erasure's own statements for a contact (from
 //!   `erasure.explain_plan('contact')`), in one server-side plpgsql call on `crm_nofk`: what the
 //!   engine's deletes cost when no per-row foreign-key work is done, next to cascade (subjects
-//!   of group B, like pg_erasure).
+//!   of group B, like pg_erasure);
+//! * lower bound: pg_erasure's fixed cost (a request for a contact that has no data) and the
+//!   subject's rows deleted by one statement of data-modifying CTEs with no foreign-key work at
+//!   all (`session_replication_role = replica`, set once for the session), in one server-side
+//!   call: the least a request could cost that keeps the promise's records and deletes with the
+//!   fastest form measured (group B's subjects on `crm_cascade`, which no other variant erases).
 //!
 //! Right after pg_erasure's request, the same connection asks for the same subject again, which
 //! now has no data: that request's time is what every request costs besides deleting (context,
@@ -33,14 +38,16 @@ pub enum Variant {
     Engine,
     Limit,
     StatementsNoFk,
+    LowerBound,
 }
 
-pub const VARIANTS: [Variant; 5] = [
+pub const VARIANTS: [Variant; 6] = [
     Variant::Floor,
     Variant::Cascade,
     Variant::Engine,
     Variant::Limit,
     Variant::StatementsNoFk,
+    Variant::LowerBound,
 ];
 
 impl Variant {
@@ -51,18 +58,22 @@ impl Variant {
             Variant::Engine => "pg_erasure",
             Variant::Limit => "limit",
             Variant::StatementsNoFk => "statements_nofk",
+            Variant::LowerBound => "lower_bound",
         }
     }
     pub fn schema(self) -> &'static str {
         match self {
             Variant::Floor | Variant::Engine => "public",
-            Variant::Cascade => "crm_cascade",
+            Variant::Cascade | Variant::LowerBound => "crm_cascade",
             Variant::Limit | Variant::StatementsNoFk => "crm_nofk",
         }
     }
     /// Group B's subjects (pg_erasure's); the others erase group A's.
     fn group_b(self) -> bool {
-        matches!(self, Variant::Engine | Variant::StatementsNoFk)
+        matches!(
+            self,
+            Variant::Engine | Variant::StatementsNoFk | Variant::LowerBound
+        )
     }
 }
 
@@ -221,6 +232,74 @@ impl StatementsNoFk {
     }
 }
 
+/// pg_erasure's fixed cost and the fastest deletes measured, in one transaction: see the
+/// module's comment.
+pub struct LowerBound {
+    client: Client,
+    call: Statement,
+    /// A contact subject with no data.
+    no_data: String,
+}
+
+impl LowerBound {
+    fn new(mut client: Client) -> R<LowerBound> {
+        let s = "crm_cascade";
+        let deletes = [
+            format!("DELETE FROM {s}.media WHERE message_id IN (SELECT id FROM msg)"),
+            format!("DELETE FROM {s}.messages WHERE id IN (SELECT id FROM msg)"),
+            format!("DELETE FROM {s}.ai_logs WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.ai_logs WHERE conversation_id IN (SELECT id FROM conv)"),
+            format!("DELETE FROM {s}.ai_prompt_cache WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.order_items WHERE order_id IN (SELECT id FROM ord)"),
+            format!("DELETE FROM {s}.orders WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.reorder_cycles WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.lifecycle_events WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.contact_labels WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.segment_members WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.conversations WHERE contact_id = $1"),
+            format!("DELETE FROM {s}.contacts WHERE id = $1"),
+        ];
+        let ctes: Vec<String> = deletes
+            .iter()
+            .enumerate()
+            .map(|(i, d)| format!("d{i} AS ({d})"))
+            .collect();
+        // The request is for a contact id no contact has: the engine finds no data, records
+        // the request and its audit entry, and answers, as pg_erasure_no_data measures. Generic
+        // plans, as the engine uses for its own statements (statements_nofk does the same).
+        client.batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION {s}.pg_erasure_lower_bound(bigint, text) RETURNS void
+             LANGUAGE plpgsql AS $body$ DECLARE one int; BEGIN
+             WITH conv AS MATERIALIZED (SELECT id FROM {s}.conversations WHERE contact_id = $1),
+                  msg AS MATERIALIZED (SELECT id FROM {s}.messages WHERE conversation_id IN (SELECT id FROM conv)),
+                  ord AS MATERIALIZED (SELECT id FROM {s}.orders WHERE contact_id = $1),
+                  {}
+             SELECT 1 INTO one;
+             PERFORM erasure.request_erasure($2);
+             END $body$;
+             SET session_replication_role = replica;
+             SET plan_cache_mode = force_generic_plan",
+            ctes.join(",\n                  ")
+        ))?;
+        let call = client.prepare(&format!("SELECT {s}.pg_erasure_lower_bound($1, $2)"))?;
+        let unused: i64 = client
+            .query_one(
+                "SELECT coalesce(max(id), 0) + 1000000000 FROM public.contacts",
+                &[],
+            )?
+            .get(0);
+        Ok(LowerBound {
+            client,
+            call,
+            no_data: format!("contact:{unused}"),
+        })
+    }
+    fn erase(&mut self, id: i64) -> R<()> {
+        self.client.query_one(&self.call, &[&id, &self.no_data])?;
+        Ok(())
+    }
+}
+
 pub struct Engine {
     pub client: Client,
     request: Statement,
@@ -301,6 +380,8 @@ pub struct RunResult {
     pub rows_per_subject: Vec<(Variant, Vec<i64>)>,
     /// pg_erasure's second request for each subject, which found no data (ms).
     pub no_data_latencies: Vec<f64>,
+    /// cascade's second DELETE of each contact, which found no row (ms).
+    pub cascade_no_data_latencies: Vec<f64>,
     pub subjects_checked: usize,
 }
 
@@ -329,12 +410,13 @@ impl RunResult {
             variants.insert(v.name().into(), s);
         }
         let m = |v| self.summary(v);
-        let (f, c, e, l, s) = (
+        let (f, c, e, l, s, b) = (
             m(Variant::Floor),
             m(Variant::Cascade),
             m(Variant::Engine),
             m(Variant::Limit),
             m(Variant::StatementsNoFk),
+            m(Variant::LowerBound),
         );
         let empty = summarize(&self.no_data_latencies);
         let mut no_data = empty.json();
@@ -342,10 +424,26 @@ impl RunResult {
         no_data["what"] = json!(
             "request_erasure of the subject just erased (no data left): a request's fixed cost"
         );
+        let cascade_empty = summarize(&self.cascade_no_data_latencies);
+        let mut cascade_no_data = cascade_empty.json();
+        cascade_no_data["unit"] = json!("ms");
+        cascade_no_data["what"] = json!(
+            "the cascade's DELETE of the contact just erased (no row left): a round trip, a statement and a commit that writes nothing"
+        );
+        // Each variant's time less what the same call costs when it finds nothing to delete.
+        let deleting = |v: &Summary, empty: &Summary| super::util::round3(v.median - empty.median);
         json!({
             "synchronous_commit": if self.sync { "on" } else { "off" },
             "variants": variants,
             "pg_erasure_no_data": no_data,
+            "cascade_no_data": cascade_no_data,
+            "decomposition_median_ms": {
+                "cascade_deleting": deleting(&c, &cascade_empty),
+                "pg_erasure_deleting": deleting(&e, &empty),
+                "lower_bound_deleting": deleting(&b, &empty),
+                "record_keeping": super::util::round3(empty.median - cascade_empty.median),
+                "what": "x_deleting = x - (x's call when it finds nothing); record_keeping = pg_erasure_no_data - cascade_no_data: what a request costs beyond a round trip, a statement and a read-only commit",
+            },
             "ratios_median": {
                 "pg_erasure/floor": ratio(e.median, f.median),
                 "pg_erasure/cascade": ratio(e.median, c.median),
@@ -356,6 +454,11 @@ impl RunResult {
                 "pg_erasure/statements_nofk": ratio(e.median, s.median),
                 "pg_erasure_no_data/cascade": ratio(empty.median, c.median),
                 "(pg_erasure - pg_erasure_no_data)/cascade": ratio(e.median - empty.median, c.median),
+                "lower_bound/cascade": ratio(b.median, c.median),
+                "pg_erasure/lower_bound": ratio(e.median, b.median),
+                "record_keeping/cascade": ratio(empty.median - cascade_empty.median, c.median),
+                "lower_bound_deleting/cascade_deleting": ratio(deleting(&b, &empty), deleting(&c, &cascade_empty)),
+                "pg_erasure_deleting/cascade_deleting": ratio(deleting(&e, &empty), deleting(&c, &cascade_empty)),
             },
             "ratios_p95": {
                 "pg_erasure/floor": ratio(e.p95, f.p95),
@@ -367,6 +470,8 @@ impl RunResult {
                 "pg_erasure/statements_nofk": ratio(e.p95, s.p95),
                 "pg_erasure_no_data/cascade": ratio(empty.p95, c.p95),
                 "(pg_erasure - pg_erasure_no_data)/cascade": ratio(e.p95 - empty.p95, c.p95),
+                "lower_bound/cascade": ratio(b.p95, c.p95),
+                "pg_erasure/lower_bound": ratio(e.p95, b.p95),
             },
             "subjects_checked": self.subjects_checked,
         })
@@ -386,16 +491,18 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
     )?;
     let mut statement =
         StatementsNoFk::new(session(db, &format!("statements_nofk:{tag}"), Some(sync))?)?;
+    let mut lower_bound = LowerBound::new(session(db, &format!("lower_bound:{tag}"), Some(sync))?)?;
     let mut checker = Checker::new(session(db, &format!("checker:{tag}"), Some(sync))?)?;
 
     let n = VARIANTS.len();
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut no_data_lat = Vec::new();
+    let mut cascade_no_data_lat = Vec::new();
     let mut rows: Vec<Vec<i64>> = vec![Vec::new(); n];
     let mut checked = 0;
     for (idx, pair) in pairs.iter().enumerate() {
         let warm = idx < warmup;
-        let mut before_of: [Option<Counts>; 5] = [None; 5];
+        let mut before_of: [Option<Counts>; VARIANTS.len()] = [None; VARIANTS.len()];
         // Rotate the order subject by subject so no variant always runs right after another.
         for k in 0..n {
             let vi = (idx + k) % n;
@@ -418,6 +525,10 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
                 Variant::Engine => Outcome::Report(engine.erase(&subject)?),
                 Variant::StatementsNoFk => {
                     statement.erase(id)?;
+                    Outcome::Counted
+                }
+                Variant::LowerBound => {
+                    lower_bound.erase(id)?;
                     Outcome::Counted
                 }
             };
@@ -451,6 +562,17 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
                 lat[vi].push(ms);
                 rows[vi].push(total(&before));
             }
+            if v == Variant::Cascade {
+                let t0 = Instant::now();
+                let again = cascade.erase(id)?;
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                ensure(again == 0, || {
+                    format!("cascade: contact {id} deleted again: {again} rows")
+                })?;
+                if !warm {
+                    cascade_no_data_lat.push(ms);
+                }
+            }
             if v == Variant::Engine {
                 let t0 = Instant::now();
                 let again = engine.erase(&subject)?;
@@ -467,7 +589,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
         }
         // The same subject in the three schemas had the same rows; the engine's subject (group
         // B) as many in total as its partner when the pair is exact.
-        let [f, c, e, l, s] = before_of.map(|x| x.unwrap());
+        let [f, c, e, l, s, b] = before_of.map(|x| x.unwrap());
         ensure(f == c && f == l, || {
             format!(
                 "contact {}: rows differ between schemas: public {f:?}, crm_cascade {c:?}, crm_nofk {l:?}",
@@ -475,7 +597,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
             )
         })?;
         ensure(
-            f == pair.a.counts && e == pair.b.counts && s == pair.b.counts,
+            f == pair.a.counts && e == pair.b.counts && s == pair.b.counts && b == pair.b.counts,
             || {
                 format!(
                     "contacts {} / {}: rows changed since the subjects were chosen",
@@ -509,6 +631,7 @@ pub fn run(db: &str, pairs: &[Pair], warmup: usize, sync: bool) -> R<RunResult> 
         latencies: VARIANTS.iter().copied().zip(lat).collect(),
         rows_per_subject: VARIANTS.iter().copied().zip(rows).collect(),
         no_data_latencies: no_data_lat,
+        cascade_no_data_latencies: cascade_no_data_lat,
         subjects_checked: checked,
     })
 }

@@ -203,17 +203,29 @@ fn ratio_table(runs: &[RunResult]) -> Table {
             "pg_erasure/statements_nofk",
             "pg_erasure_no_data/cascade",
             "(pg_erasure - pg_erasure_no_data)/cascade",
+            "lower_bound/cascade",
+            "pg_erasure/lower_bound",
+            "record_keeping/cascade",
+            "lower_bound_deleting/cascade_deleting",
+            "pg_erasure_deleting/cascade_deleting",
         ] {
             t.row(vec![
                 if r.sync { "on" } else { "off" }.into(),
                 k.into(),
                 f2(j["ratios_median"][k].as_f64().unwrap_or(f64::NAN)),
-                f2(j["ratios_p95"][k].as_f64().unwrap_or(f64::NAN)),
+                // The decomposition is of medians only.
+                j["ratios_p95"][k].as_f64().map_or("-".into(), f2),
             ]);
         }
     }
     for r in runs {
         let empty = summarize(&r.no_data_latencies);
+        let cascade_empty = summarize(&r.cascade_no_data_latencies);
+        t.note(format!(
+            "synchronous_commit = {}: cascade_no_data = the cascade's DELETE of the contact just erased (no row left), on its connection: median {:.3} ms; x_deleting = x less its call that finds nothing; record_keeping = pg_erasure_no_data - cascade_no_data",
+            if r.sync { "on" } else { "off" },
+            cascade_empty.median
+        ));
         t.note(format!(
             "synchronous_commit = {}: pg_erasure_no_data = request_erasure of the subject just erased (no data left), on pg_erasure's connection: median {:.3} ms, p95 {:.3} ms, the cost of a request besides its deletes",
             if r.sync { "on" } else { "off" },
@@ -363,7 +375,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
         "contact_erasure".into(),
         json!({
             "subjects": sel.info,
-            "method": "5 variants on their own connections, interleaved subject by subject with the order rotated per subject; floor and pg_erasure on public (disjoint subjects of the same shape: groups A and B), cascade and limit on the copies with group A's ids, statements_nofk (pg_erasure's statements from explain_plan('contact'), retargeted at crm_nofk, in one plpgsql call) with group B's ids; time = client-side wall time of the whole transaction incl. COMMIT (pg_erasure, cascade and statements_nofk: one autocommit statement; floor and limit: BEGIN, SELECT ... FOR UPDATE, 13 prepared DELETEs, COMMIT); the subject's rows are counted on a separate connection right before (and after) its erasure, so every variant finds them in shared buffers: warm-cache figures; CHECKPOINT before each run",
+            "method": "6 variants on their own connections, interleaved subject by subject with the order rotated per subject; floor and pg_erasure on public (disjoint subjects of the same shape: groups A and B), cascade and limit on the copies with group A's ids, statements_nofk (pg_erasure's statements from explain_plan('contact'), retargeted at crm_nofk, in one plpgsql call) with group B's ids, lower_bound (a request_erasure of a contact with no data and, before it, the subject's rows deleted by one statement of data-modifying CTEs with no foreign-key work, session_replication_role = replica; one plpgsql call) on crm_cascade with group B's ids; time = client-side wall time of the whole transaction incl. COMMIT (pg_erasure, cascade, statements_nofk and lower_bound: one autocommit statement; floor and limit: BEGIN, SELECT ... FOR UPDATE, 13 prepared DELETEs, COMMIT); the subject's rows are counted on a separate connection right before (and after) its erasure, so every variant finds them in shared buffers: warm-cache figures; CHECKPOINT before each run",
             "runs": runs.iter().map(RunResult::json).collect::<Vec<_>>(),
         }),
     );

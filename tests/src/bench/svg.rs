@@ -1,11 +1,13 @@
-//! `latency.svg`: per-subject latencies of the four contact variants, sorted, one panel per
+//! `latency.svg`: per-subject latencies of the contact variants, sorted, one panel per
 //! `synchronous_commit` setting. A point at x = 40% is the latency 40% of the subjects beat.
 
 use std::fmt::Write;
 
 use super::contact::{RunResult, VARIANTS};
 
-const COLORS: [&str; 5] = ["#2563eb", "#16a34a", "#dc2626", "#6b7280", "#d97706"];
+const COLORS: [&str; VARIANTS.len()] = [
+    "#2563eb", "#16a34a", "#dc2626", "#6b7280", "#d97706", "#7c3aed",
+];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
