@@ -43,7 +43,7 @@ impl Config {
             warmup: 5,
             org_contacts: 8400,
             purge_org_contacts: 4200,
-            concurrency_erasures: 300,
+            concurrency_erasures: 600,
             rule_batch: 5000,
             rule_calls: 100,
             load_reps: 5,
@@ -86,7 +86,7 @@ usage: bench [--smoke] [options]
   --warmup W                      warm-up subjects per variant      [5]
   --org-contacts C                contacts of each org erased whole [8400, about 510 000 rows]
   --purge-org-contacts C          contacts of each purge org        [4200, about 210 000 kept rows]
-  --concurrency-erasures N        erasures per concurrency level    [300]
+  --concurrency-erasures N        erasures per concurrency level    [600]
   --rule-batch N                  records per rule-module call      [5000]
   --rule-calls N                  timed rule-module calls           [100]
   --load-reps N                   repetitions of module loads       [5; 0 skips timing the compile]

@@ -1,7 +1,9 @@
 //! Throughput of pg_erasure with 1, 2 and 4 concurrent clients, each a thread with its own
 //! connection, erasing distinct contacts; a fixed number of erasures per level. The floor's
 //! hand-written deletes are measured the same way, level by level, as the reference for what
-//! this machine's cores allow.
+//! this machine's cores allow. Each level's erasures are split over rounds, every round going
+//! through all the levels, so a burst of load from the machine's neighbours falls on one round
+//! of each level rather than on the whole of one level.
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
@@ -14,6 +16,9 @@ use super::util::{ensure, progress, ratio, round3, session, summarize, Table, R}
 
 pub const LEVELS: [usize; 3] = [1, 2, 4];
 
+/// Rounds each level's erasures are split over (fewer when a level has fewer erasures).
+pub const ROUNDS: usize = 3;
+
 pub struct Level {
     /// `pg_erasure` or `floor`.
     pub variant: &'static str,
@@ -25,10 +30,16 @@ pub struct Level {
     pub latency_p95_ms: f64,
 }
 
-/// One level: `subjects` split round-robin over `clients` threads. Each connection first runs
-/// a `preview_erasure` (which rolls back) so the extension and its modules are loaded before
-/// the clock starts.
-fn level(db: &str, sync: bool, floor: bool, clients: usize, subjects: &[Contact]) -> R<Level> {
+/// One round of one level: its wall time and every erasure's latency (ms).
+struct Round {
+    wall_s: f64,
+    latencies: Vec<f64>,
+}
+
+/// One round of a level: `subjects` split round-robin over `clients` threads. Each connection
+/// first runs a `preview_erasure` (which rolls back) so the extension and its modules are
+/// loaded before the clock starts.
+fn round(db: &str, sync: bool, floor: bool, clients: usize, subjects: &[Contact]) -> R<Round> {
     let barrier = Arc::new(Barrier::new(clients));
     let mut handles = Vec::new();
     for k in 0..clients {
@@ -101,15 +112,9 @@ fn level(db: &str, sync: bool, floor: bool, clients: usize, subjects: &[Contact]
         .max()
         .unwrap()
         .duration_since(*starts.iter().min().unwrap());
-    let s = summarize(&lat);
-    Ok(Level {
-        variant: variant(floor),
-        clients,
-        erasures: subjects.len(),
+    Ok(Round {
         wall_s: wall.as_secs_f64(),
-        per_s: subjects.len() as f64 / wall.as_secs_f64(),
-        latency_median_ms: s.median,
-        latency_p95_ms: s.p95,
+        latencies: lat,
     })
 }
 
@@ -125,28 +130,44 @@ fn variant(floor: bool) -> &'static str {
 /// level by level; `pool` holds at least `2 * LEVELS.len() * per_level` contacts. Afterwards
 /// none of them has a row left. Returns pg_erasure's levels, then the floor's.
 pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Vec<Level>> {
-    let mut engine = Vec::new();
-    let mut floor = Vec::new();
-    for (i, clients) in LEVELS.iter().enumerate() {
-        for (j, hand) in [false, true].into_iter().enumerate() {
-            let at = (2 * i + j) * per_level;
-            let l = level(db, sync, hand, *clients, &pool[at..at + per_level])?;
+    let rounds = ROUNDS.min(per_level).max(1);
+    // Per (variant, level): total wall time and every latency, over the rounds.
+    let mut walls = [[0.0f64; LEVELS.len()]; 2];
+    let mut latencies: [[Vec<f64>; LEVELS.len()]; 2] = Default::default();
+    for r in 0..rounds {
+        for (i, clients) in LEVELS.iter().enumerate() {
+            for (j, hand) in [false, true].into_iter().enumerate() {
+                let at = (2 * i + j) * per_level;
+                let part = &pool[at + per_level * r / rounds..at + per_level * (r + 1) / rounds];
+                let done = round(db, sync, hand, *clients, part)?;
+                walls[j][i] += done.wall_s;
+                latencies[j][i].extend(done.latencies);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (j, hand) in [false, true].into_iter().enumerate() {
+        for (i, clients) in LEVELS.iter().enumerate() {
+            let s = summarize(&latencies[j][i]);
+            let l = Level {
+                variant: variant(hand),
+                clients: *clients,
+                erasures: per_level,
+                wall_s: walls[j][i],
+                per_s: per_level as f64 / walls[j][i],
+                latency_median_ms: s.median,
+                latency_p95_ms: s.p95,
+            };
             progress(&format!(
-                "concurrency synchronous_commit={}: {} {clients} client(s), {} erasures in {:.2} s",
+                "concurrency synchronous_commit={}: {} {clients} client(s), {} erasures in {:.2} s ({rounds} rounds)",
                 if sync { "on" } else { "off" },
                 l.variant,
                 l.erasures,
                 l.wall_s
             ));
-            if hand {
-                floor.push(l);
-            } else {
-                engine.push(l);
-            }
+            out.push(l);
         }
     }
-    let mut out = engine;
-    out.extend(floor);
     let ids: Vec<i64> = pool[..2 * LEVELS.len() * per_level]
         .iter()
         .map(|c| c.id)

@@ -404,7 +404,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
     results.insert(
         "concurrency".into(),
         json!({
-            "method": "threads with a connection each, distinct contacts (next-closest shapes), a fixed number of erasures per level split round-robin; pg_erasure and the floor (hand-written deletes, one transaction per contact) alternate level by level; throughput = erasures / wall time from the common start to the last finish; no pre-count here, so subjects' rows may first have to be read into shared buffers (latencies above the contact runs' warm-cache ones)",
+            "method": "threads with a connection each, distinct contacts (next-closest shapes), a fixed number of erasures per level split round-robin over the clients and over 3 rounds, each round going through every level; pg_erasure and the floor (hand-written deletes, one transaction per contact) alternate level by level; throughput = erasures / the level's wall time summed over its rounds, each from the common start to the last finish; no pre-count here, so subjects' rows may first have to be read into shared buffers (latencies above the contact runs' warm-cache ones)",
             "runs": conc.iter().map(|(s, l)| concurrency::json(l, *s)).collect::<Vec<_>>(),
         }),
     );
