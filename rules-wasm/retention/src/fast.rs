@@ -83,12 +83,13 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
 
     // Pass 1: decide every record, keeping only what the answer needs: its rule, which
     // answer and the date.
-    let mut outcomes: Vec<(usize, Kind, [u8; 20])> = Vec::with_capacity(view.records_hint());
+    let hint = view.records_hint();
+    let mut outcomes: Vec<(usize, Kind, [u8; 20])> = Vec::with_capacity(hint);
     // Records mostly come in runs of one category.
     let mut last: Option<(Cow<'_, str>, usize)> = None;
     // Read (and check) every record first, then decide: wasm runs these two small loops
     // faster than one loop doing both.
-    let mut all = Vec::with_capacity(view.records_hint());
+    let mut all = Vec::with_capacity(hint);
     view.try_for_each_record(|record| {
         all.push(record);
         Some(())
@@ -142,7 +143,9 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
         Some(())
     })?;
 
-    // Every record read, the input valid to its end: now the answer may be given.
+    // Every record read, the input valid to its end: now the answer may be given. The records
+    // go first, so the answer can take their memory instead of growing the module's.
+    drop(all);
 
     // Pass 2: the answer, into a buffer of exactly the right size.
     // Only the rules some record uses (a call usually touches one or two).

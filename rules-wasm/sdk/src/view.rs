@@ -149,9 +149,17 @@ impl<'a> InputView<'a> {
         (skip_ws(bytes, end) == bytes.len()).then_some(())
     }
 
-    /// A guess at the number of records, for sizing buffers.
+    /// A guess at the number of records, for sizing buffers: the bytes left over the first
+    /// record's length (records of one call are mostly alike). A module's memory is zeroed by
+    /// the host as it grows, so a buffer sized far beyond its records costs time too.
     pub fn records_hint(&self) -> usize {
-        (self.bytes.len() - self.records_at) / 64
+        let bytes = self.bytes;
+        let start = skip_ws(bytes, self.records_at + 1);
+        let first = compact_record(bytes, start, &mut None)
+            .map_or(64, |(_, next)| next - start)
+            .max(1);
+        // Each record but the last is followed by a comma.
+        bytes.len().saturating_sub(start) / (first + 1) + 1
     }
 }
 
@@ -711,6 +719,24 @@ mod tests {
             if let Some(view) = via_view(variant.as_bytes()) {
                 assert_eq!(Some(view), via_serde(variant.as_bytes()), "{variant}");
             }
+        }
+    }
+
+    /// The hint is the number of records when they are alike, and never zero.
+    #[test]
+    fn records_hint_counts_records_of_one_shape() {
+        for n in [0usize, 1, 2, 7, 5000] {
+            let records: Vec<serde_json::Value> = (0..n)
+                .map(|i| {
+                    json!({"table": "invoices", "category": "invoice",
+                           "attrs": {"issued_at": format!("20{:02}-01-01T00:00:00Z", i % 100)}, "group": false})
+                })
+                .collect();
+            let value = json!({"abi": 1, "slot": "retention", "now": "2025-01-01T00:00:00Z",
+                               "config": null, "request": {}, "holds": [], "records": records});
+            let text = host_order(&value, true, false);
+            let hint = InputView::parse(text.as_bytes()).unwrap().records_hint();
+            assert!(hint == n || hint == n + 1, "{n} records, hint {hint}");
         }
     }
 }
