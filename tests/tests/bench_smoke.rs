@@ -37,8 +37,16 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
     let warmup = r["scale"]["warmup_per_variant"].as_u64().unwrap();
     let runs = r["contact_erasure"]["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
+    let variants = [
+        "floor",
+        "cascade",
+        "pg_erasure",
+        "limit",
+        "statements_nofk",
+        "lower_bound",
+    ];
     for run in runs {
-        for v in ["floor", "cascade", "pg_erasure", "limit", "statements_nofk"] {
+        for v in variants {
             let lat = run["variants"][v]["latencies_ms"].as_array().unwrap();
             assert_eq!(lat.len() as u64, subjects, "{v}");
             assert!(lat.iter().all(|x| x.as_f64().unwrap() > 0.0), "{v}");
@@ -49,18 +57,30 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
         }
         assert_eq!(
             run["subjects_checked"].as_u64().unwrap(),
-            5 * (subjects + warmup)
+            variants.len() as u64 * (subjects + warmup)
         );
         // floor, cascade and limit erased the very same subjects.
         let rows = |v: &str| run["variants"][v]["rows_per_subject"].clone();
         assert_eq!(rows("floor"), rows("cascade"));
         assert_eq!(rows("floor"), rows("limit"));
-        // pg_erasure's statement on crm_nofk erased pg_erasure's subjects.
+        // pg_erasure's statements on crm_nofk and the lower bound on crm_cascade erased
+        // pg_erasure's subjects.
         assert_eq!(rows("pg_erasure"), rows("statements_nofk"));
+        assert_eq!(rows("pg_erasure"), rows("lower_bound"));
+        // The decomposition against cascade has its figures.
+        for k in [
+            "cascade_deleting",
+            "pg_erasure_deleting",
+            "lower_bound_deleting",
+            "record_keeping",
+        ] {
+            assert!(run["decomposition_median_ms"][k].is_number(), "{k}");
+        }
+        assert!(run["cascade_no_data"]["median"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(
         r["checks"]["contact_erasures_checked"].as_u64().unwrap(),
-        2 * 5 * (subjects + warmup)
+        2 * variants.len() as u64 * (subjects + warmup)
     );
 
     // The other measurements produced figures.
