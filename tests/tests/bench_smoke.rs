@@ -100,9 +100,11 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
     assert!(r["rule_evaluation"]["ns_per_record"].as_f64().unwrap() > 0.0);
     assert_eq!(r["concurrency"]["runs"].as_array().unwrap().len(), 2);
     for run in r["concurrency"]["runs"].as_array().unwrap() {
-        // pg_erasure and the floor at 1, 2 and 4 clients.
-        assert_eq!(run["levels"].as_array().unwrap().len(), 6, "{run:#}");
+        // pg_erasure, the floor and the CPU-only reference at 1, 2 and 4 clients.
+        assert_eq!(run["levels"].as_array().unwrap().len(), 9, "{run:#}");
         assert!(run["floor_scaling_4_over_1"].as_f64().unwrap() > 0.0);
+        assert!(run["reference_scaling_4_over_1"].as_f64().unwrap() > 0.0);
+        assert!(run["reference_rows"].as_i64().unwrap() >= 1000);
     }
     assert!(r["memory"]["points"].as_array().unwrap().len() >= 2);
 

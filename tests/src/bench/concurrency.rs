@@ -1,13 +1,15 @@
 //! Throughput of pg_erasure with 1, 2 and 4 concurrent clients, each a thread with its own
-//! connection, erasing distinct contacts; a fixed number of erasures per level. The floor's
-//! hand-written deletes are measured the same way, level by level, as the reference for what
-//! this machine's cores allow. Each level's erasures are split over rounds, every round going
-//! through all the levels, so a burst of load from the machine's neighbours falls on one round
-//! of each level rather than on the whole of one level.
+//! connection, erasing distinct contacts; a fixed number of erasures per level. Two references
+//! are measured the same way, level by level: the floor's hand-written deletes, and a CPU-only
+//! statement as long as one erasure (no table, no lock, no WAL), which shows how far this
+//! machine's cores let a CPU-bound call scale at the time. Each level's calls are split over
+//! rounds, every round going through all the levels, so a burst of load from the machine's
+//! neighbours falls on one round of each level rather than on the whole of one level.
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
+use postgres::{Client, Statement};
 use serde_json::{json, Value};
 
 use super::contact::{engine_counts, Engine, Floor};
@@ -19,10 +21,41 @@ pub const LEVELS: [usize; 3] = [1, 2, 4];
 /// Rounds each level's erasures are split over (fewer when a level has fewer erasures).
 pub const ROUNDS: usize = 3;
 
+/// The variants, in the order each round runs them at a level.
+const VARIANTS: [Variant; 3] = [Variant::Engine, Variant::Floor, Variant::Reference];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// `erasure.request_erasure`.
+    Engine,
+    /// The floor's hand-written deletes, one transaction per contact.
+    Floor,
+    /// The CPU-only reference statement.
+    Reference,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Engine => "pg_erasure",
+            Variant::Floor => "floor",
+            Variant::Reference => REFERENCE,
+        }
+    }
+}
+
+/// The CPU-only reference's name in the table and the JSON.
+pub const REFERENCE: &str = "cpu_reference";
+
+/// The reference: a sum over a series produced in the target list (streamed, never
+/// materialised), so a call only computes: no table, no lock, no WAL, no memory that grows.
+const REFERENCE_SQL: &str = "SELECT sum(g) FROM (SELECT generate_series(1, $1::int) AS g) s";
+
 pub struct Level {
-    /// `pg_erasure` or `floor`.
+    /// `pg_erasure`, `floor` or [`REFERENCE`].
     pub variant: &'static str,
     pub clients: usize,
+    /// Erasures (for the reference: calls of its statement).
     pub erasures: usize,
     pub wall_s: f64,
     pub per_s: f64,
@@ -36,10 +69,18 @@ struct Round {
     latencies: Vec<f64>,
 }
 
-/// One round of a level: `subjects` split round-robin over `clients` threads. Each connection
-/// first runs a `preview_erasure` (which rolls back) so the extension and its modules are
-/// loaded before the clock starts.
-fn round(db: &str, sync: bool, floor: bool, clients: usize, subjects: &[Contact]) -> R<Round> {
+/// One round of one level: `subjects` split round-robin over `clients` threads (the
+/// reference: as many calls of its statement over `rows` as there are subjects). Each
+/// pg_erasure connection first runs a `preview_erasure` (which rolls back) so the extension
+/// and its modules are loaded before the clock starts.
+fn round(
+    db: &str,
+    sync: bool,
+    variant: Variant,
+    clients: usize,
+    subjects: &[Contact],
+    rows: i32,
+) -> R<Round> {
     let barrier = Arc::new(Barrier::new(clients));
     let mut handles = Vec::new();
     for k in 0..clients {
@@ -49,48 +90,14 @@ fn round(db: &str, sync: bool, floor: bool, clients: usize, subjects: &[Contact]
         handles.push(std::thread::spawn(
             move || -> Result<(Instant, Instant, Vec<f64>), String> {
                 let run = || -> R<(Instant, Instant, Vec<f64>)> {
-                    let label = format!("concurrency:{}:{clients}:{k}", variant(floor));
+                    let label = format!("concurrency:{}:{clients}:{k}", variant.name());
                     let client = session(&db, &label, Some(sync))?;
-                    let mut engine = None;
-                    let mut hand = None;
-                    if floor {
-                        hand = Some(Floor::new(client, "public")?);
-                    } else {
-                        let mut e = Engine::new(client)?;
-                        if let Some(first) = mine.first() {
-                            e.client.query_one(
-                                "SELECT erasure.preview_erasure($1)",
-                                &[&format!("contact:{}", first.id)],
-                            )?;
-                        }
-                        engine = Some(e);
-                    }
+                    let mut caller = Caller::new(variant, client, mine.first())?;
                     barrier.wait();
                     let start = Instant::now();
                     let mut lat = Vec::new();
                     for c in &mine {
-                        let t0 = Instant::now();
-                        let n = match (&mut engine, &mut hand) {
-                            (Some(e), _) => {
-                                let report = e.erase(&format!("contact:{}", c.id))?;
-                                lat.push(t0.elapsed().as_secs_f64() * 1e3);
-                                engine_counts(&report, c.id)?
-                            }
-                            (None, Some(f)) => {
-                                let n = f.erase(c.id)?;
-                                lat.push(t0.elapsed().as_secs_f64() * 1e3);
-                                n
-                            }
-                            (None, None) => unreachable!("one eraser per thread"),
-                        };
-                        ensure(total(&n) == c.total(), || {
-                            format!(
-                                "concurrency: contact {} erased {} rows, had {}",
-                                c.id,
-                                total(&n),
-                                c.total()
-                            )
-                        })?;
+                        lat.push(caller.call(c, rows)?);
                     }
                     Ok((start, Instant::now(), lat))
                 };
@@ -118,39 +125,118 @@ fn round(db: &str, sync: bool, floor: bool, clients: usize, subjects: &[Contact]
     })
 }
 
-fn variant(floor: bool) -> &'static str {
-    if floor {
-        "floor"
-    } else {
-        "pg_erasure"
+/// One client's connection, ready for its variant's calls.
+enum Caller {
+    Engine(Engine),
+    Floor(Floor),
+    Reference(Client, Statement),
+}
+
+impl Caller {
+    fn new(variant: Variant, mut client: Client, first: Option<&Contact>) -> R<Caller> {
+        Ok(match variant {
+            Variant::Engine => {
+                if let Some(first) = first {
+                    client.query_one(
+                        "SELECT erasure.preview_erasure($1)",
+                        &[&format!("contact:{}", first.id)],
+                    )?;
+                }
+                Caller::Engine(Engine::new(client)?)
+            }
+            Variant::Floor => Caller::Floor(Floor::new(client, "public")?),
+            Variant::Reference => {
+                let statement = client.prepare(REFERENCE_SQL)?;
+                Caller::Reference(client, statement)
+            }
+        })
+    }
+
+    /// One call for `subject` (the reference's ignores it) and its latency in ms, the commit
+    /// included; an erasure is then checked to have deleted every row the subject had.
+    fn call(&mut self, subject: &Contact, rows: i32) -> R<f64> {
+        let t0 = Instant::now();
+        let ms = || t0.elapsed().as_secs_f64() * 1e3;
+        let (latency, erased) = match self {
+            Caller::Engine(e) => {
+                let report = e.erase(&format!("contact:{}", subject.id))?;
+                (ms(), engine_counts(&report, subject.id)?)
+            }
+            Caller::Floor(f) => {
+                let n = f.erase(subject.id)?;
+                (ms(), n)
+            }
+            Caller::Reference(client, statement) => {
+                client.query_one(&*statement, &[&rows])?;
+                return Ok(ms());
+            }
+        };
+        ensure(total(&erased) == subject.total(), || {
+            format!(
+                "concurrency: contact {} erased {} rows, had {}",
+                subject.id,
+                total(&erased),
+                subject.total()
+            )
+        })?;
+        Ok(latency)
     }
 }
 
-/// Every level for one `synchronous_commit` setting, pg_erasure and the floor alternating
-/// level by level; `pool` holds at least `2 * LEVELS.len() * per_level` contacts. Afterwards
-/// none of them has a row left. Returns pg_erasure's levels, then the floor's.
-pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Vec<Level>> {
+/// Rows of the reference statement for calls of about `target_ms` each on this machine now
+/// (one connection, the median of a few calls, scaled linearly).
+fn reference_rows_for(db: &str, sync: bool, target_ms: f64) -> R<i32> {
+    const PROBE_ROWS: i32 = 50_000;
+    let mut client = session(db, "concurrency:reference:calibrate", Some(sync))?;
+    let statement = client.prepare(REFERENCE_SQL)?;
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let t0 = Instant::now();
+        client.query_one(&statement, &[&PROBE_ROWS])?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let per_call = summarize(&times).median.max(1e-3);
+    let rows = f64::from(PROBE_ROWS) * target_ms / per_call;
+    Ok(rows.clamp(1_000.0, 50_000_000.0) as i32)
+}
+
+/// Every level for one `synchronous_commit` setting: pg_erasure, the floor and the reference
+/// in turn at each level; `pool` holds at least `2 * LEVELS.len() * per_level` contacts.
+/// Afterwards none of them has a row left.
+pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Run> {
     let rounds = ROUNDS.min(per_level).max(1);
     // Per (variant, level): total wall time and every latency, over the rounds.
-    let mut walls = [[0.0f64; LEVELS.len()]; 2];
-    let mut latencies: [[Vec<f64>; LEVELS.len()]; 2] = Default::default();
+    let mut walls = [[0.0f64; LEVELS.len()]; VARIANTS.len()];
+    let mut latencies: [[Vec<f64>; LEVELS.len()]; VARIANTS.len()] = Default::default();
+    // Sized once pg_erasure's first single-client round has run: its calls then take about
+    // as long as an erasure.
+    let mut reference_rows = None;
     for r in 0..rounds {
         for (i, clients) in LEVELS.iter().enumerate() {
-            for (j, hand) in [false, true].into_iter().enumerate() {
-                let at = (2 * i + j) * per_level;
+            for (j, variant) in VARIANTS.into_iter().enumerate() {
+                // The erasing variants' contacts; the reference runs as many calls as they
+                // have subjects, and uses pg_erasure's (already erased) only to count them.
+                let at = (2 * i + j.min(1)) * per_level;
                 let part = &pool[at + per_level * r / rounds..at + per_level * (r + 1) / rounds];
-                let done = round(db, sync, hand, *clients, part)?;
+                let rows = match (variant, reference_rows) {
+                    (Variant::Reference, None) => {
+                        let target = summarize(&latencies[0][0]).median;
+                        *reference_rows.insert(reference_rows_for(db, sync, target)?)
+                    }
+                    (_, rows) => rows.unwrap_or(0),
+                };
+                let done = round(db, sync, variant, *clients, part, rows)?;
                 walls[j][i] += done.wall_s;
                 latencies[j][i].extend(done.latencies);
             }
         }
     }
-    let mut out = Vec::new();
-    for (j, hand) in [false, true].into_iter().enumerate() {
+    let mut levels = Vec::new();
+    for (j, variant) in VARIANTS.into_iter().enumerate() {
         for (i, clients) in LEVELS.iter().enumerate() {
             let s = summarize(&latencies[j][i]);
             let l = Level {
-                variant: variant(hand),
+                variant: variant.name(),
                 clients: *clients,
                 erasures: per_level,
                 wall_s: walls[j][i],
@@ -159,13 +245,13 @@ pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Ve
                 latency_p95_ms: s.p95,
             };
             progress(&format!(
-                "concurrency synchronous_commit={}: {} {clients} client(s), {} erasures in {:.2} s ({rounds} rounds)",
+                "concurrency synchronous_commit={}: {} {clients} client(s), {} calls in {:.2} s ({rounds} rounds)",
                 if sync { "on" } else { "off" },
                 l.variant,
                 l.erasures,
                 l.wall_s
             ));
-            out.push(l);
+            levels.push(l);
         }
     }
     let ids: Vec<i64> = pool[..2 * LEVELS.len() * per_level]
@@ -179,7 +265,28 @@ pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Ve
     ensure(left == 0, || {
         format!("concurrency: {left} rows of erased contacts remain")
     })?;
-    Ok(out)
+    Ok(Run {
+        sync,
+        levels,
+        reference_rows: reference_rows.unwrap_or(0),
+    })
+}
+
+/// One `synchronous_commit` setting's levels.
+pub struct Run {
+    pub sync: bool,
+    pub levels: Vec<Level>,
+    /// The series length of the reference statement.
+    pub reference_rows: i32,
+}
+
+/// Contact erasures done (and checked) over `runs`: the reference's calls not counted.
+pub fn erasures(runs: &[Run]) -> usize {
+    runs.iter()
+        .flat_map(|run| &run.levels)
+        .filter(|l| l.variant != REFERENCE)
+        .map(|l| l.erasures)
+        .sum()
 }
 
 /// Erasures per second of `variant` at `clients`, and its scaling over one client.
@@ -194,40 +301,53 @@ fn scaling(levels: &[Level], variant: &str, clients: usize) -> (f64, f64) {
     (of(clients), of(clients) / of(1))
 }
 
-pub fn json(levels: &[Level], sync: bool) -> Value {
+pub fn json(run: &Run) -> Value {
+    let levels = &run.levels;
+    let scale = |variant: &str, clients: usize| ratio(scaling(levels, variant, clients).1, 1.0);
     json!({
-        "synchronous_commit": if sync { "on" } else { "off" },
-        "levels": levels.iter().map(|l| json!({
-            "variant": l.variant, "clients": l.clients, "erasures": l.erasures, "wall_s": round3(l.wall_s),
-            "erasures_per_s": round3(l.per_s),
-            "latency_median_ms": round3(l.latency_median_ms), "latency_p95_ms": round3(l.latency_p95_ms),
-        })).collect::<Vec<_>>(),
-        "scaling_2_over_1": ratio(scaling(levels, "pg_erasure", 2).1, 1.0),
-        "scaling_4_over_1": ratio(scaling(levels, "pg_erasure", 4).1, 1.0),
-        "floor_scaling_2_over_1": ratio(scaling(levels, "floor", 2).1, 1.0),
-        "floor_scaling_4_over_1": ratio(scaling(levels, "floor", 4).1, 1.0),
+        "synchronous_commit": if run.sync { "on" } else { "off" },
+        "levels": levels.iter().map(|l| {
+            // The reference erases nothing: its count is of calls.
+            let count = if l.variant == REFERENCE { "calls" } else { "erasures" };
+            json!({
+                "variant": l.variant, "clients": l.clients, count: l.erasures, "wall_s": round3(l.wall_s),
+                format!("{count}_per_s"): round3(l.per_s),
+                "latency_median_ms": round3(l.latency_median_ms), "latency_p95_ms": round3(l.latency_p95_ms),
+            })
+        }).collect::<Vec<_>>(),
+        "scaling_2_over_1": scale("pg_erasure", 2),
+        "scaling_4_over_1": scale("pg_erasure", 4),
+        "floor_scaling_2_over_1": scale("floor", 2),
+        "floor_scaling_4_over_1": scale("floor", 4),
+        "reference_sql": REFERENCE_SQL,
+        "reference_rows": run.reference_rows,
+        "reference_sizing": "the series length that made one call take pg_erasure's median single-client latency of the first round, measured on one connection just before",
+        "reference_scaling_2_over_1": scale(REFERENCE, 2),
+        "reference_scaling_4_over_1": scale(REFERENCE, 4),
+        "scaling_4_over_1_of_reference": ratio(scaling(levels, "pg_erasure", 4).1, scaling(levels, REFERENCE, 4).1),
     })
 }
 
-pub fn table(runs: &[(bool, Vec<Level>)]) -> Table {
+pub fn table(runs: &[Run]) -> Table {
     let mut t = Table::new(
-        "Contact erasures, concurrent clients (pg_erasure, and the floor as the machine's reference)",
+        "Contact erasures, concurrent clients (pg_erasure; the floor and a CPU-only statement as references)",
         &[
             "synchronous_commit",
             "variant",
             "clients",
-            "erasures",
+            "calls",
             "wall s",
-            "erasures/s",
+            "calls/s",
             "scaling vs 1",
             "median ms",
             "p95 ms",
         ],
     );
-    for (sync, levels) in runs {
+    for run in runs {
+        let levels = &run.levels;
         for l in levels {
             t.row(vec![
-                if *sync { "on" } else { "off" }.into(),
+                if run.sync { "on" } else { "off" }.into(),
                 l.variant.into(),
                 l.clients.to_string(),
                 l.erasures.to_string(),
@@ -245,5 +365,24 @@ pub fn table(runs: &[(bool, Vec<Level>)]) -> Table {
             .map(|n| n.get())
             .unwrap_or(0)
     ));
+    t.note(format!(
+        "{REFERENCE}: `{REFERENCE_SQL}` over {} rows, sized to pg_erasure's single-client median: \
+         computing only (no table, lock or WAL), it shows how far the cores let a CPU-bound call scale",
+        runs.iter()
+            .map(|r| r.reference_rows.to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    ));
+    for run in runs {
+        let of = |variant: &str| scaling(&run.levels, variant, 4).1;
+        t.note(format!(
+            "synchronous_commit {}: 4 clients / 1: pg_erasure {:.2}, {REFERENCE} {:.2} (pg_erasure's is {:.2}x the reference's), floor {:.2}",
+            if run.sync { "on" } else { "off" },
+            of("pg_erasure"),
+            of(REFERENCE),
+            of("pg_erasure") / of(REFERENCE),
+            of("floor"),
+        ));
+    }
     t
 }

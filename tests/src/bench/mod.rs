@@ -7,8 +7,8 @@
 //!
 //! 1. contact erasure four ways (floor, cascade, pg_erasure, limit), interleaved subject by
 //!    subject, once with `synchronous_commit = off` and once with it on;
-//! 2. pg_erasure with 1, 2 and 4 concurrent clients, and the floor the same way as the machine's
-//!    reference;
+//! 2. pg_erasure with 1, 2 and 4 concurrent clients, and two references the same way: the
+//!    floor, and a CPU-only statement that shows how far the machine's cores let a call scale;
 //! 3. rule evaluation alone and module load times, through the host crate;
 //! 4. two big organizations of the same shape erased, by pg_erasure and by hand-written SQL,
 //!    with the backend's peak memory (and two smaller org erasures for comparison);
@@ -397,15 +397,18 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
     let span = 2 * concurrency::LEVELS.len() * per_level;
     for (i, sync) in [false, true].into_iter().enumerate() {
         util::checkpoint(&mut admin)?;
-        let levels =
-            concurrency::measure(db, sync, &sel.pool[i * span..(i + 1) * span], per_level)?;
-        conc.push((sync, levels));
+        conc.push(concurrency::measure(
+            db,
+            sync,
+            &sel.pool[i * span..(i + 1) * span],
+            per_level,
+        )?);
     }
     results.insert(
         "concurrency".into(),
         json!({
             "method": "threads with a connection each, distinct contacts (next-closest shapes), a fixed number of erasures per level split round-robin over the clients and over 3 rounds, each round going through every level; pg_erasure and the floor (hand-written deletes, one transaction per contact) alternate level by level; throughput = erasures / the level's wall time summed over its rounds, each from the common start to the last finish; no pre-count here, so subjects' rows may first have to be read into shared buffers (latencies above the contact runs' warm-cache ones)",
-            "runs": conc.iter().map(|(s, l)| concurrency::json(l, *s)).collect::<Vec<_>>(),
+            "runs": conc.iter().map(concurrency::json).collect::<Vec<_>>(),
         }),
     );
 
@@ -510,7 +513,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
         json!({
             "passed": true,
             "contact_erasures_checked": checked,
-            "concurrency_erasures_checked": conc.iter().map(|(_, l)| l.iter().map(|x| x.erasures).sum::<usize>()).sum::<usize>(),
+            "concurrency_erasures_checked": concurrency::erasures(&conc),
             "org_erasures_checked": 4,
             "purges_checked": 2,
             "what": "per subject: rows counted in every table before and after by an independent query on its schema; every variant deleted exactly the counted rows, table by table, and nothing is left; the same subject has the same rows in public, crm_cascade and crm_nofk; exact pairs have equal totals; pg_erasure kept nothing of a contact; orgs: report adds up to the counted rows, only recent invoices, anonymised recent audit rows and the anonymised org row remain, on both sides; purge: every due ledger row purged, nothing of either org left, baseline deleted exactly the other org's kept rows",
@@ -553,7 +556,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
         .collect();
     println!(
         "checks passed: {checked} contact erasures, {} concurrent erasures, 4 org erasures, 2 purges; {} latencies between {:.2} and {:.2} ms",
-        conc.iter().map(|(_, l)| l.iter().map(|x| x.erasures).sum::<usize>()).sum::<usize>(),
+        concurrency::erasures(&conc),
         lat_all.len(),
         summarize(&lat_all).min,
         summarize(&lat_all).max
