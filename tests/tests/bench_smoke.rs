@@ -100,8 +100,10 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
     assert!(r["rule_evaluation"]["ns_per_record"].as_f64().unwrap() > 0.0);
     assert_eq!(r["concurrency"]["runs"].as_array().unwrap().len(), 2);
     for run in r["concurrency"]["runs"].as_array().unwrap() {
-        // pg_erasure, the floor and the CPU-only reference at 1, 2 and 4 clients.
-        assert_eq!(run["levels"].as_array().unwrap().len(), 9, "{run:#}");
+        // pg_erasure, the floor, the floor in one call and the CPU-only reference at 1, 2
+        // and 4 clients.
+        assert_eq!(run["levels"].as_array().unwrap().len(), 12, "{run:#}");
+        assert!(run["floor_one_call_scaling_4_over_1"].as_f64().unwrap() > 0.0);
         assert!(run["floor_scaling_4_over_1"].as_f64().unwrap() > 0.0);
         assert!(run["reference_scaling_4_over_1"].as_f64().unwrap() > 0.0);
         assert!(run["reference_rows"].as_i64().unwrap() >= 1000);

@@ -57,7 +57,7 @@ impl Config {
             db: "erasure_bench_smoke".into(),
             out: PathBuf::from("target/bench-smoke"),
             orgs: 3,
-            contacts_per_org: 25,
+            contacts_per_org: 40,
             messages_per_conversation: 8,
             subjects: 5,
             warmup: 1,

@@ -1,8 +1,9 @@
 //! Throughput of pg_erasure with 1, 2 and 4 concurrent clients, each a thread with its own
-//! connection, erasing distinct contacts; a fixed number of erasures per level. Two references
-//! are measured the same way, level by level: the floor's hand-written deletes, and a CPU-only
-//! statement as long as one erasure (no table, no lock, no WAL), which shows how far this
-//! machine's cores let a CPU-bound call scale at the time. Each level's calls are split over
+//! connection, erasing distinct contacts; a fixed number of erasures per level. Three references
+//! are measured the same way, level by level: the floor's hand-written deletes, the same
+//! deletes in one server-side call (as CPU-bound as an erasure, and touching the same rows),
+//! and a CPU-only statement as long as one erasure (no table, no lock, no WAL). The last two
+//! show how far this machine's cores let a CPU-bound call scale at the time. Each level's calls are split over
 //! rounds, every round going through all the levels, so a burst of load from the machine's
 //! neighbours falls on one round of each level rather than on the whole of one level.
 
@@ -12,7 +13,7 @@ use std::time::Instant;
 use postgres::{Client, Statement};
 use serde_json::{json, Value};
 
-use super::contact::{engine_counts, Engine, Floor};
+use super::contact::{engine_counts, Engine, Floor, FloorOneCall};
 use super::subjects::{total, Contact};
 use super::util::{ensure, progress, ratio, round3, session, summarize, Table, R};
 
@@ -22,7 +23,15 @@ pub const LEVELS: [usize; 3] = [1, 2, 4];
 pub const ROUNDS: usize = 3;
 
 /// The variants, in the order each round runs them at a level.
-const VARIANTS: [Variant; 3] = [Variant::Engine, Variant::Floor, Variant::Reference];
+const VARIANTS: [Variant; 4] = [
+    Variant::Engine,
+    Variant::Floor,
+    Variant::FloorOneCall,
+    Variant::Reference,
+];
+
+/// The variants that erase contacts, each its own `per_level` of them at every level.
+pub const ERASING: usize = 3;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Variant {
@@ -30,6 +39,8 @@ enum Variant {
     Engine,
     /// The floor's hand-written deletes, one transaction per contact.
     Floor,
+    /// The floor's deletes in one server-side call per contact.
+    FloorOneCall,
     /// The CPU-only reference statement.
     Reference,
 }
@@ -39,7 +50,18 @@ impl Variant {
         match self {
             Variant::Engine => "pg_erasure",
             Variant::Floor => "floor",
+            Variant::FloorOneCall => "floor_one_call",
             Variant::Reference => REFERENCE,
+        }
+    }
+
+    /// Where this variant's contacts start in a level's share of the pool (the reference's
+    /// calls are counted by pg_erasure's contacts, already erased: it ignores them).
+    fn pool_slot(self) -> usize {
+        match self {
+            Variant::Engine | Variant::Reference => 0,
+            Variant::Floor => 1,
+            Variant::FloorOneCall => 2,
         }
     }
 }
@@ -52,7 +74,7 @@ pub const REFERENCE: &str = "cpu_reference";
 const REFERENCE_SQL: &str = "SELECT sum(g) FROM (SELECT generate_series(1, $1::int) AS g) s";
 
 pub struct Level {
-    /// `pg_erasure`, `floor` or [`REFERENCE`].
+    /// `pg_erasure`, `floor`, `floor_one_call` or [`REFERENCE`].
     pub variant: &'static str,
     pub clients: usize,
     /// Erasures (for the reference: calls of its statement).
@@ -91,9 +113,12 @@ fn round(
             move || -> Result<(Instant, Instant, Vec<f64>), String> {
                 let run = || -> R<(Instant, Instant, Vec<f64>)> {
                     let label = format!("concurrency:{}:{clients}:{k}", variant.name());
-                    let client = session(&db, &label, Some(sync))?;
-                    let mut caller = Caller::new(variant, client, mine.first())?;
+                    let caller = session(&db, &label, Some(sync))
+                        .and_then(|client| Caller::new(variant, client, mine.first()));
+                    // Every thread reaches the barrier, ready or not: one that failed would
+                    // otherwise leave the others waiting forever.
                     barrier.wait();
+                    let mut caller = caller?;
                     let start = Instant::now();
                     let mut lat = Vec::new();
                     for c in &mine {
@@ -129,6 +154,7 @@ fn round(
 enum Caller {
     Engine(Engine),
     Floor(Floor),
+    FloorOneCall(FloorOneCall),
     Reference(Client, Statement),
 }
 
@@ -145,6 +171,7 @@ impl Caller {
                 Caller::Engine(Engine::new(client)?)
             }
             Variant::Floor => Caller::Floor(Floor::new(client, "public")?),
+            Variant::FloorOneCall => Caller::FloorOneCall(FloorOneCall::new(client)?),
             Variant::Reference => {
                 let statement = client.prepare(REFERENCE_SQL)?;
                 Caller::Reference(client, statement)
@@ -162,10 +189,8 @@ impl Caller {
                 let report = e.erase(&format!("contact:{}", subject.id))?;
                 (ms(), engine_counts(&report, subject.id)?)
             }
-            Caller::Floor(f) => {
-                let n = f.erase(subject.id)?;
-                (ms(), n)
-            }
+            Caller::Floor(f) => f.erase(subject.id).map(|n| (ms(), n))?,
+            Caller::FloorOneCall(f) => f.erase(subject.id).map(|n| (ms(), n))?,
             Caller::Reference(client, statement) => {
                 client.query_one(&*statement, &[&rows])?;
                 return Ok(ms());
@@ -200,11 +225,12 @@ fn reference_rows_for(db: &str, sync: bool, target_ms: f64) -> R<i32> {
     Ok(rows.clamp(1_000.0, 50_000_000.0) as i32)
 }
 
-/// Every level for one `synchronous_commit` setting: pg_erasure, the floor and the reference
-/// in turn at each level; `pool` holds at least `2 * LEVELS.len() * per_level` contacts.
+/// Every level for one `synchronous_commit` setting: every variant in turn at each level;
+/// `pool` holds at least `ERASING * LEVELS.len() * per_level` contacts.
 /// Afterwards none of them has a row left.
 pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Run> {
     let rounds = ROUNDS.min(per_level).max(1);
+    FloorOneCall::install(&mut session(db, "concurrency:setup", None)?)?;
     // Per (variant, level): total wall time and every latency, over the rounds.
     let mut walls = [[0.0f64; LEVELS.len()]; VARIANTS.len()];
     let mut latencies: [[Vec<f64>; LEVELS.len()]; VARIANTS.len()] = Default::default();
@@ -214,9 +240,7 @@ pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Ru
     for r in 0..rounds {
         for (i, clients) in LEVELS.iter().enumerate() {
             for (j, variant) in VARIANTS.into_iter().enumerate() {
-                // The erasing variants' contacts; the reference runs as many calls as they
-                // have subjects, and uses pg_erasure's (already erased) only to count them.
-                let at = (2 * i + j.min(1)) * per_level;
+                let at = (ERASING * i + variant.pool_slot()) * per_level;
                 let part = &pool[at + per_level * r / rounds..at + per_level * (r + 1) / rounds];
                 let rows = match (variant, reference_rows) {
                     (Variant::Reference, None) => {
@@ -254,7 +278,7 @@ pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Ru
             levels.push(l);
         }
     }
-    let ids: Vec<i64> = pool[..2 * LEVELS.len() * per_level]
+    let ids: Vec<i64> = pool[..ERASING * LEVELS.len() * per_level]
         .iter()
         .map(|c| c.id)
         .collect();
@@ -319,18 +343,21 @@ pub fn json(run: &Run) -> Value {
         "scaling_4_over_1": scale("pg_erasure", 4),
         "floor_scaling_2_over_1": scale("floor", 2),
         "floor_scaling_4_over_1": scale("floor", 4),
+        "floor_one_call_scaling_2_over_1": scale("floor_one_call", 2),
+        "floor_one_call_scaling_4_over_1": scale("floor_one_call", 4),
         "reference_sql": REFERENCE_SQL,
         "reference_rows": run.reference_rows,
         "reference_sizing": "the series length that made one call take pg_erasure's median single-client latency of the first round, measured on one connection just before",
         "reference_scaling_2_over_1": scale(REFERENCE, 2),
         "reference_scaling_4_over_1": scale(REFERENCE, 4),
         "scaling_4_over_1_of_reference": ratio(scaling(levels, "pg_erasure", 4).1, scaling(levels, REFERENCE, 4).1),
+        "scaling_4_over_1_of_floor_one_call": ratio(scaling(levels, "pg_erasure", 4).1, scaling(levels, "floor_one_call", 4).1),
     })
 }
 
 pub fn table(runs: &[Run]) -> Table {
     let mut t = Table::new(
-        "Contact erasures, concurrent clients (pg_erasure; the floor and a CPU-only statement as references)",
+        "Contact erasures, concurrent clients (pg_erasure; the floor, the floor in one call and a CPU-only statement as references)",
         &[
             "synchronous_commit",
             "variant",
@@ -376,11 +403,11 @@ pub fn table(runs: &[Run]) -> Table {
     for run in runs {
         let of = |variant: &str| scaling(&run.levels, variant, 4).1;
         t.note(format!(
-            "synchronous_commit {}: 4 clients / 1: pg_erasure {:.2}, {REFERENCE} {:.2} (pg_erasure's is {:.2}x the reference's), floor {:.2}",
+            "synchronous_commit {}: 4 clients / 1: pg_erasure {:.2}, floor_one_call {:.2}, {REFERENCE} {:.2}, floor {:.2}",
             if run.sync { "on" } else { "off" },
             of("pg_erasure"),
+            of("floor_one_call"),
             of(REFERENCE),
-            of("pg_erasure") / of(REFERENCE),
             of("floor"),
         ));
     }

@@ -7,8 +7,9 @@
 //!
 //! 1. contact erasure four ways (floor, cascade, pg_erasure, limit), interleaved subject by
 //!    subject, once with `synchronous_commit = off` and once with it on;
-//! 2. pg_erasure with 1, 2 and 4 concurrent clients, and two references the same way: the
-//!    floor, and a CPU-only statement that shows how far the machine's cores let a call scale;
+//! 2. pg_erasure with 1, 2 and 4 concurrent clients, and three references the same way: the
+//!    floor, the floor in one server-side call, and a CPU-only statement (the last two show how
+//!    far the machine's cores let a CPU-bound call scale);
 //! 3. rule evaluation alone and module load times, through the host crate;
 //! 4. two big organizations of the same shape erased, by pg_erasure and by hand-written SQL,
 //!    with the backend's peak memory (and two smaller org erasures for comparison);
@@ -352,8 +353,8 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
 
     // ---------------------------------------------------------------- subjects
     let runs_n = 2;
-    // Two runs (synchronous_commit off, on), each pg_erasure and the floor at every level.
-    let pool_size = concurrency::LEVELS.len() * cfg.concurrency_erasures * 2 * 2;
+    // Two runs (synchronous_commit off, on), each with every erasing variant at every level.
+    let pool_size = concurrency::LEVELS.len() * cfg.concurrency_erasures * concurrency::ERASING * 2;
     let sel = subjects::select(&mut admin, runs_n, cfg.warmup, cfg.subjects, pool_size)?;
     progress(&format!("subjects chosen: {}", sel.info));
     let mut setup_json = json!({
@@ -394,7 +395,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
     mark(&mut admin, "concurrency");
     let mut conc = Vec::new();
     let per_level = cfg.concurrency_erasures;
-    let span = 2 * concurrency::LEVELS.len() * per_level;
+    let span = concurrency::ERASING * concurrency::LEVELS.len() * per_level;
     for (i, sync) in [false, true].into_iter().enumerate() {
         util::checkpoint(&mut admin)?;
         conc.push(concurrency::measure(
@@ -407,7 +408,7 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
     results.insert(
         "concurrency".into(),
         json!({
-            "method": "threads with a connection each, distinct contacts (next-closest shapes), a fixed number of erasures per level split round-robin over the clients and over 3 rounds, each round going through every level; pg_erasure and the floor (hand-written deletes, one transaction per contact) alternate level by level; throughput = erasures / the level's wall time summed over its rounds, each from the common start to the last finish; no pre-count here, so subjects' rows may first have to be read into shared buffers (latencies above the contact runs' warm-cache ones)",
+            "method": "threads with a connection each, distinct contacts (next-closest shapes), a fixed number of erasures per level split round-robin over the clients and over 3 rounds, each round going through every level; at each level pg_erasure, the floor (hand-written deletes, one transaction per contact, 16 round trips), floor_one_call (the same deletes in one PL/pgSQL call) and cpu_reference (a CPU-only statement sized to pg_erasure's single-client median) in turn; throughput = erasures / the level's wall time summed over its rounds, each from the common start to the last finish; no pre-count here, so subjects' rows may first have to be read into shared buffers (latencies above the contact runs' warm-cache ones)",
             "runs": conc.iter().map(concurrency::json).collect::<Vec<_>>(),
         }),
     );
