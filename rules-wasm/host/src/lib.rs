@@ -22,8 +22,10 @@
 //! any of them, so a faulty module can delay an erasure but never cause a
 //! wrong one.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use code_image::{CodeImage, PageProtection};
 use erasure_abi::{decode_output, AbiError, Decision, EvalInput, Timestamp, ABI_VERSION};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -32,6 +34,7 @@ use wasmtime::{
     ResourceLimiter, Store, Strategy, Trap, TypedFunc, ValType,
 };
 
+mod code_image;
 mod wire;
 
 /// Per-call resource caps. The extension fills them from the GUCs
@@ -158,6 +161,10 @@ pub struct LoadedModule {
     module: Module,
     pre: InstancePre<Guard>,
     exports: AbiExports,
+    /// The memory a precompiled module's code runs from. Declared last, so it is dropped after
+    /// `module` and `pre`: the last clone of a module unmaps it only once no code can run
+    /// from it (no other handle to the module leaves this crate).
+    image: Option<Arc<CodeImage>>,
 }
 
 #[derive(Clone, Copy)]
@@ -211,6 +218,9 @@ impl RuleHost {
             // frame ever unwinds through its code).
             .generate_address_map(false)
             .native_unwind_info(false)
+            // Native code is made executable by `mprotect` through this hook, which also
+            // serves modules loaded into memory of our own (`load_precompiled`).
+            .with_custom_code_memory(Some(PageProtection::new()))
             .relaxed_simd_deterministic(true)
             .cranelift_nan_canonicalization(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(error_text(&e)))?;
@@ -275,12 +285,17 @@ impl RuleHost {
     /// native code they contain without verifying it, so bytes from anyone
     /// else are arbitrary code execution in the database backend.
     pub unsafe fn load_precompiled(&self, bytes: &[u8]) -> Result<LoadedModule, HostError> {
+        let image = CodeImage::copy_of(bytes)
+            .map_err(|e| HostError::Precompiled(format!("no memory for the module's code: {e}")))?;
         // SAFETY: the caller guarantees the bytes are Module::serialize output
         // of this wasmtime build (see the contract above); wasmtime checks the
-        // version and configuration header itself.
-        let module = unsafe { Module::deserialize(&self.engine, bytes) }
+        // version and configuration header itself. The image is not written
+        // after its copy, and outlives the module (`LoadedModule::image`).
+        let module = unsafe { Module::deserialize_raw(&self.engine, image.bytes()) }
             .map_err(|e| HostError::Precompiled(error_text(&e)))?;
-        self.loaded(module)
+        let mut loaded = self.loaded(module)?;
+        loaded.image = Some(Arc::new(image));
+        Ok(loaded)
     }
 
     /// Compiles a module from its WebAssembly bytes (after the interface checks).
@@ -340,6 +355,7 @@ impl RuleHost {
             module,
             pre,
             exports,
+            image: None,
         })
     }
 

@@ -145,6 +145,46 @@ fn keep_everything_passes_prepare_and_precompiled_bytes_load() {
     assert_eq!(got, vec![keep(), keep()]);
 }
 
+/// A precompiled module runs from memory of its own, unmapped with the module's last clone:
+/// clones outlive the original, modules are dropped in any order, and the code of one is
+/// never affected by unmapping another's.
+#[test]
+fn precompiled_modules_outlive_their_siblings() {
+    let host = host();
+    let config = json!(null);
+    let prepared = host
+        .prepare(
+            &wasm(KEEP_EVERYTHING),
+            &config,
+            "retention",
+            &Limits::default(),
+        )
+        .unwrap();
+    // SAFETY (both loads): the bytes come from prepare() of this build, unaltered.
+    let mut modules: Vec<LoadedModule> = (0..8)
+        .map(|_| unsafe { host.load_precompiled(&prepared.precompiled) }.unwrap())
+        .collect();
+    let clone = modules[3].clone();
+    // Modules 6, 4, 2 and 0, then 3 (the original of the clone, by then at index 1).
+    for i in [6, 4, 2, 0, 1] {
+        drop(modules.remove(i));
+    }
+    for module in modules.iter().chain([&clone]) {
+        let got = host
+            .evaluate(module, &two_records(), &Limits::default())
+            .unwrap();
+        assert_eq!(got, vec![keep(), keep()]);
+    }
+    drop(modules);
+    let again = unsafe { host.load_precompiled(&prepared.precompiled) }.unwrap();
+    assert_eq!(
+        host.evaluate(&clone, &two_records(), &Limits::default())
+            .unwrap(),
+        host.evaluate(&again, &two_records(), &Limits::default())
+            .unwrap()
+    );
+}
+
 #[test]
 fn a_miscounting_module_is_caught() {
     // An attrs key named "table" fools keep_everything's counter; the host
