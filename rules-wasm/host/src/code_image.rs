@@ -92,11 +92,18 @@ impl CodeImage {
         // SAFETY: the mapping is `mapped >= bytes.len()` bytes, writable, and new, so it does
         // not overlap `bytes`.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-        Ok(CodeImage {
+        let image = CodeImage {
             ptr,
             mapped,
             len: bytes.len(),
-        })
+        };
+        // Read-only from here on, as wasmtime makes its own images: only the code section is
+        // then switched to read+execute when the module is published.
+        // SAFETY: the whole mapping is ours and nothing refers to it yet.
+        if unsafe { libc::mprotect(ptr.as_ptr().cast(), mapped, libc::PROT_READ) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(image)
     }
 
     /// The artifact's bytes, for `Module::deserialize_raw`.

@@ -116,18 +116,22 @@ fn keep_everything_grows_memory_for_large_inputs() {
     assert!(got.iter().all(|d| *d == keep()));
 }
 
+/// `prepare` of the keep-everything module for the retention slot.
+fn prepare_keep_everything(host: &RuleHost, config: &Value) -> Prepared {
+    host.prepare(
+        &wasm(KEEP_EVERYTHING),
+        config,
+        "retention",
+        &Limits::default(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn keep_everything_passes_prepare_and_precompiled_bytes_load() {
     let host = host();
     let config = json!({"note": "anything"});
-    let prepared = host
-        .prepare(
-            &wasm(KEEP_EVERYTHING),
-            &config,
-            "retention",
-            &Limits::default(),
-        )
-        .unwrap();
+    let prepared = prepare_keep_everything(&host, &config);
     assert_eq!(prepared.wasm_size, wasm(KEEP_EVERYTHING).len());
     assert_eq!(
         prepared.sha256_hex,
@@ -151,15 +155,7 @@ fn keep_everything_passes_prepare_and_precompiled_bytes_load() {
 #[test]
 fn precompiled_modules_outlive_their_siblings() {
     let host = host();
-    let config = json!(null);
-    let prepared = host
-        .prepare(
-            &wasm(KEEP_EVERYTHING),
-            &config,
-            "retention",
-            &Limits::default(),
-        )
-        .unwrap();
+    let prepared = prepare_keep_everything(&host, &json!(null));
     // SAFETY (both loads): the bytes come from prepare() of this build, unaltered.
     let mut modules: Vec<LoadedModule> = (0..8)
         .map(|_| unsafe { host.load_precompiled(&prepared.precompiled) }.unwrap())

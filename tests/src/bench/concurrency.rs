@@ -3,9 +3,10 @@
 //! are measured the same way, level by level: the floor's hand-written deletes, the same
 //! deletes in one server-side call (as CPU-bound as an erasure, and touching the same rows),
 //! and a CPU-only statement as long as one erasure (no table, no lock, no WAL). The last two
-//! show how far this machine's cores let a CPU-bound call scale at the time. Each level's calls are split over
-//! rounds, every round going through all the levels, so a burst of load from the machine's
-//! neighbours falls on one round of each level rather than on the whole of one level.
+//! show how far this machine's cores let a CPU-bound call scale at the time. Each level's
+//! calls are split over rounds, every round going through all the levels, so a burst of load
+//! from the machine's neighbours falls on one round of each level rather than on the whole of
+//! one level.
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
@@ -31,7 +32,7 @@ const VARIANTS: [Variant; 4] = [
 ];
 
 /// The variants that erase contacts, each its own `per_level` of them at every level.
-pub const ERASING: usize = 3;
+pub const ERASING: usize = Variant::FloorOneCall.pool_slot() + 1;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Variant {
@@ -57,7 +58,7 @@ impl Variant {
 
     /// Where this variant's contacts start in a level's share of the pool (the reference's
     /// calls are counted by pg_erasure's contacts, already erased: it ignores them).
-    fn pool_slot(self) -> usize {
+    const fn pool_slot(self) -> usize {
         match self {
             Variant::Engine | Variant::Reference => 0,
             Variant::Floor => 1,
@@ -244,6 +245,7 @@ pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Ru
                 let part = &pool[at + per_level * r / rounds..at + per_level * (r + 1) / rounds];
                 let rows = match (variant, reference_rows) {
                     (Variant::Reference, None) => {
+                        // pg_erasure (VARIANTS[0]) at one client (LEVELS[0]).
                         let target = summarize(&latencies[0][0]).median;
                         *reference_rows.insert(reference_rows_for(db, sync, target)?)
                     }
