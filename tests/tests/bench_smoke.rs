@@ -97,7 +97,15 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
         r["purge"]["baseline"]["rows"],
         r["purge"]["erasures_under_bench_config"][1]["ledger_rows"]
     );
-    assert!(r["rule_evaluation"]["ns_per_record"].as_f64().unwrap() > 0.0);
+    let rules = &r["rule_evaluation"];
+    assert!(rules["ns_per_record"].as_f64().unwrap() > 0.0);
+    // The native yardstick ran beside every wasm call.
+    assert!(rules["native_ns_per_record"].as_f64().unwrap() > 0.0);
+    assert!(rules["evaluate_over_native"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        rules["native_call_ms_all"].as_array().unwrap().len(),
+        rules["batch_call_ms_all"].as_array().unwrap().len()
+    );
     assert_eq!(r["concurrency"]["runs"].as_array().unwrap().len(), 2);
     for run in r["concurrency"]["runs"].as_array().unwrap() {
         // pg_erasure, the floor, the floor in one call and the CPU-only reference at 1, 2

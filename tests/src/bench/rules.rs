@@ -1,6 +1,7 @@
 //! Rule evaluation alone, through the same host crate the extension embeds: nanoseconds per
 //! record decision in batches, the per-call overhead, and module load times (precompiled native
-//! code vs compiling the WebAssembly).
+//! code vs compiling the WebAssembly). Beside each batch call, the module's own code runs
+//! natively on the same input: a yardstick of how fast the machine ran at that moment.
 
 use std::time::Instant;
 
@@ -148,19 +149,48 @@ pub fn measure(c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> 
     ensure(erase + retain == batch && erase > 0 && retain > 0, || {
         format!("rule module: {erase} erase + {retain} retain of {batch} invoices")
     })?;
+    // The yardstick: the same module's code compiled natively, on the same input bytes (the
+    // host writes exactly what serde_json writes). It must decide alike.
+    let input_json = serde_json::to_vec(&big)?;
+    let mut native_out = Vec::new();
+    ensure(
+        erasure_rule_retention::fast::evaluate_json(&input_json, &mut native_out),
+        || "the retention module's native fast path declined the bench input".to_string(),
+    )?;
+    ensure(
+        erasure_abi::decode_output(&native_out, batch)? == decisions,
+        || "the retention module decided differently natively and in wasm".to_string(),
+    )?;
     // The calls in groups half a second apart: the machine's neighbours load it in bursts, and
-    // one burst should not decide the figure.
+    // one burst should not decide the figure. Each wasm call follows a native one, so both
+    // see the machine in the same state.
     let mut batch_all = Vec::new();
+    let mut native_all = Vec::new();
+    let mut pair_ratios = Vec::new();
     let groups_of_calls = CALL_GROUPS.min(calls);
     for g in 0..groups_of_calls {
         if g > 0 {
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
         let n = calls * (g + 1) / groups_of_calls - calls * g / groups_of_calls;
-        batch_all.extend(time_ms(n, || Ok(host.evaluate(&module, &big, &limits)?))?.1);
+        for _ in 0..n {
+            let (native_ms, _) = time_ms(1, || {
+                native_out.clear();
+                Ok(erasure_rule_retention::fast::evaluate_json(
+                    &input_json,
+                    &mut native_out,
+                ))
+            })?;
+            let (wasm_ms, _) = time_ms(1, || Ok(host.evaluate(&module, &big, &limits)?))?;
+            native_all.push(native_ms);
+            batch_all.push(wasm_ms);
+            pair_ratios.push(wasm_ms / native_ms);
+        }
     }
     let batch_ms = summarize(&batch_all).median;
     let ns_per_record = batch_ms * 1e6 / batch as f64;
+    let native_ns_per_record = summarize(&native_all).median * 1e6 / batch as f64;
+    let over_native = summarize(&pair_ratios).median;
 
     let one = input(
         &config,
@@ -218,6 +248,10 @@ pub fn measure(c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> 
         "batch_call_ms_median": round3(batch_ms),
         "batch_call_ms_all": batch_all.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
         "ns_per_record": round3(ns_per_record),
+        "native_ns_per_record": round3(native_ns_per_record),
+        "native_call_ms_all": native_all.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
+        "evaluate_over_native": round3(over_native),
+        "native_reference": "the retention module's fast path compiled natively (no sandbox, no JSON written or read by the host) on the same input bytes, one call before each wasm call; evaluate_over_native is the median of the per-pair ratios",
         "decisions_in_batch": {"erase": erase, "retain": retain},
         "one_record_call_us_median": round3(one_ms * 1e3),
         "contact_group_call_us_median": round3(group_ms * 1e3),
@@ -234,6 +268,14 @@ pub fn table(v: &Value) -> Table {
     t.row(vec![
         format!("ns per record (batches of {})", v["batch_records"]),
         format!("{:.0}", g("ns_per_record")),
+    ]);
+    t.row(vec![
+        "ns per record, the same code natively (interleaved calls)".into(),
+        format!("{:.0}", g("native_ns_per_record")),
+    ]);
+    t.row(vec![
+        "wasm evaluate ÷ native (median of call pairs)".into(),
+        f2(g("evaluate_over_native")),
     ]);
     t.row(vec![
         format!(
