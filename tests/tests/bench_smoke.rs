@@ -99,6 +99,10 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
     );
     let rules = &r["rule_evaluation"];
     assert!(rules["ns_per_record"].as_f64().unwrap() > 0.0);
+    assert!(
+        rules["ns_per_record_fastest_tenth"].as_f64().unwrap()
+            <= rules["ns_per_record"].as_f64().unwrap()
+    );
     // The native yardstick ran beside every wasm call.
     assert!(rules["native_ns_per_record"].as_f64().unwrap() > 0.0);
     assert!(rules["evaluate_over_native"].as_f64().unwrap() > 0.0);
