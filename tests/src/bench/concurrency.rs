@@ -68,15 +68,14 @@ impl Variant {
 }
 
 /// The CPU-only reference's name in the table and the JSON.
-pub const REFERENCE: &str = "cpu_reference";
+const REFERENCE: &str = "cpu_reference";
 
 /// The reference: a sum over a series produced in the target list (streamed, never
 /// materialised), so a call only computes: no table, no lock, no WAL, no memory that grows.
 const REFERENCE_SQL: &str = "SELECT sum(g) FROM (SELECT generate_series(1, $1::int) AS g) s";
 
 pub struct Level {
-    /// `pg_erasure`, `floor`, `floor_one_call` or [`REFERENCE`].
-    pub variant: &'static str,
+    variant: Variant,
     pub clients: usize,
     /// Erasures (for the reference: calls of its statement).
     pub erasures: usize,
@@ -262,7 +261,7 @@ pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Ru
         for (i, clients) in LEVELS.iter().enumerate() {
             let s = summarize(&latencies[j][i]);
             let l = Level {
-                variant: variant.name(),
+                variant,
                 clients: *clients,
                 erasures: per_level,
                 wall_s: walls[j][i],
@@ -273,7 +272,7 @@ pub fn measure(db: &str, sync: bool, pool: &[Contact], per_level: usize) -> R<Ru
             progress(&format!(
                 "concurrency synchronous_commit={}: {} {clients} client(s), {} calls in {:.2} s ({rounds} rounds)",
                 if sync { "on" } else { "off" },
-                l.variant,
+                l.variant.name(),
                 l.erasures,
                 l.wall_s
             ));
@@ -310,13 +309,13 @@ pub struct Run {
 pub fn erasures(runs: &[Run]) -> usize {
     runs.iter()
         .flat_map(|run| &run.levels)
-        .filter(|l| l.variant != REFERENCE)
+        .filter(|l| l.variant != Variant::Reference)
         .map(|l| l.erasures)
         .sum()
 }
 
 /// Erasures per second of `variant` at `clients`, and its scaling over one client.
-fn scaling(levels: &[Level], variant: &str, clients: usize) -> (f64, f64) {
+fn scaling(levels: &[Level], variant: Variant, clients: usize) -> (f64, f64) {
     let of = |n: usize| {
         levels
             .iter()
@@ -329,31 +328,32 @@ fn scaling(levels: &[Level], variant: &str, clients: usize) -> (f64, f64) {
 
 pub fn json(run: &Run) -> Value {
     let levels = &run.levels;
-    let scale = |variant: &str, clients: usize| ratio(scaling(levels, variant, clients).1, 1.0);
+    let scale = |variant: Variant, clients: usize| ratio(scaling(levels, variant, clients).1, 1.0);
+    let four = |variant: Variant| scaling(levels, variant, 4).1;
     json!({
         "synchronous_commit": if run.sync { "on" } else { "off" },
         "levels": levels.iter().map(|l| {
             // The reference erases nothing: its count is of calls.
-            let count = if l.variant == REFERENCE { "calls" } else { "erasures" };
+            let count = if l.variant == Variant::Reference { "calls" } else { "erasures" };
             json!({
-                "variant": l.variant, "clients": l.clients, count: l.erasures, "wall_s": round3(l.wall_s),
+                "variant": l.variant.name(), "clients": l.clients, count: l.erasures, "wall_s": round3(l.wall_s),
                 format!("{count}_per_s"): round3(l.per_s),
                 "latency_median_ms": round3(l.latency_median_ms), "latency_p95_ms": round3(l.latency_p95_ms),
             })
         }).collect::<Vec<_>>(),
-        "scaling_2_over_1": scale("pg_erasure", 2),
-        "scaling_4_over_1": scale("pg_erasure", 4),
-        "floor_scaling_2_over_1": scale("floor", 2),
-        "floor_scaling_4_over_1": scale("floor", 4),
-        "floor_one_call_scaling_2_over_1": scale("floor_one_call", 2),
-        "floor_one_call_scaling_4_over_1": scale("floor_one_call", 4),
+        "scaling_2_over_1": scale(Variant::Engine, 2),
+        "scaling_4_over_1": scale(Variant::Engine, 4),
+        "floor_scaling_2_over_1": scale(Variant::Floor, 2),
+        "floor_scaling_4_over_1": scale(Variant::Floor, 4),
+        "floor_one_call_scaling_2_over_1": scale(Variant::FloorOneCall, 2),
+        "floor_one_call_scaling_4_over_1": scale(Variant::FloorOneCall, 4),
         "reference_sql": REFERENCE_SQL,
         "reference_rows": run.reference_rows,
         "reference_sizing": "the series length that made one call take pg_erasure's median single-client latency of the first round, measured on one connection just before",
-        "reference_scaling_2_over_1": scale(REFERENCE, 2),
-        "reference_scaling_4_over_1": scale(REFERENCE, 4),
-        "scaling_4_over_1_of_reference": ratio(scaling(levels, "pg_erasure", 4).1, scaling(levels, REFERENCE, 4).1),
-        "scaling_4_over_1_of_floor_one_call": ratio(scaling(levels, "pg_erasure", 4).1, scaling(levels, "floor_one_call", 4).1),
+        "reference_scaling_2_over_1": scale(Variant::Reference, 2),
+        "reference_scaling_4_over_1": scale(Variant::Reference, 4),
+        "scaling_4_over_1_of_reference": ratio(four(Variant::Engine), four(Variant::Reference)),
+        "scaling_4_over_1_of_floor_one_call": ratio(four(Variant::Engine), four(Variant::FloorOneCall)),
     })
 }
 
@@ -377,7 +377,7 @@ pub fn table(runs: &[Run]) -> Table {
         for l in levels {
             t.row(vec![
                 if run.sync { "on" } else { "off" }.into(),
-                l.variant.into(),
+                l.variant.name().into(),
                 l.clients.to_string(),
                 l.erasures.to_string(),
                 format!("{:.2}", l.wall_s),
@@ -403,14 +403,14 @@ pub fn table(runs: &[Run]) -> Table {
             .join(" / ")
     ));
     for run in runs {
-        let of = |variant: &str| scaling(&run.levels, variant, 4).1;
+        let of = |variant: Variant| scaling(&run.levels, variant, 4).1;
         t.note(format!(
             "synchronous_commit {}: 4 clients / 1: pg_erasure {:.2}, floor_one_call {:.2}, {REFERENCE} {:.2}, floor {:.2}",
             if run.sync { "on" } else { "off" },
-            of("pg_erasure"),
-            of("floor_one_call"),
-            of(REFERENCE),
-            of("floor"),
+            of(Variant::Engine),
+            of(Variant::FloorOneCall),
+            of(Variant::Reference),
+            of(Variant::Floor),
         ));
     }
     t

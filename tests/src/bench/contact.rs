@@ -173,9 +173,10 @@ impl FloorOneCall {
                 "{text};\nGET DIAGNOSTICS c = ROW_COUNT;\nn[{at}] := n[{at}] + c;\n"
             ));
         }
+        let tables = CONTACT_TABLES.len();
         client.batch_execute(&format!(
             "CREATE OR REPLACE FUNCTION {s}.pg_erasure_bench_floor(bigint) RETURNS bigint[]
-             LANGUAGE plpgsql AS $body$ DECLARE n bigint[] := array_fill(0::bigint, ARRAY[12]); c bigint;
+             LANGUAGE plpgsql AS $body$ DECLARE n bigint[] := array_fill(0::bigint, ARRAY[{tables}]); c bigint;
              BEGIN\n{body}RETURN n;\nEND $body$"
         ))?;
         Ok(())
