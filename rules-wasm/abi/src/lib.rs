@@ -28,7 +28,8 @@ mod time;
 mod until;
 
 pub use time::{
-    civil_from_days, days_from_civil, days_in_month, format_civil, is_leap_year, Period, Timestamp,
+    civil_from_days, days_from_civil, days_in_month, format_civil, is_leap_year, two_digits,
+    Period, Timestamp,
 };
 pub use until::Until;
 

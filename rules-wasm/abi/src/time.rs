@@ -235,6 +235,12 @@ impl FromStr for Timestamp {
     }
 }
 
+/// The last two decimal digits of `value`, in ASCII.
+#[inline(always)]
+pub fn two_digits(value: u32) -> [u8; 2] {
+    [b'0' + (value / 10 % 10) as u8, b'0' + (value % 10) as u8]
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` of calendar fields (year 0..=9999, the others in range).
 #[inline(always)]
 pub fn format_civil(
@@ -245,7 +251,7 @@ pub fn format_civil(
     minute: u32,
     second: u32,
 ) -> [u8; 20] {
-    let two = |v: u32| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    let two = two_digits;
     let (y1, y2) = (two(year / 100), two(year % 100));
     let (mo, d, h, mi, s) = (two(month), two(day), two(hour), two(minute), two(second));
     [

@@ -7,9 +7,10 @@
 
 use erasure_rules_sdk::erasure_abi::json::{bytes_eq, write_str};
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use erasure_rules_sdk::erasure_abi::{civil_from_days, days_in_month, format_civil};
+use erasure_rules_sdk::erasure_abi::{civil_from_days, days_in_month, format_civil, two_digits};
 use erasure_rules_sdk::view::{literal, object, read_str, skip_ws, InputView};
 use erasure_rules_sdk::{Period, Timestamp, ABI_VERSION};
 
@@ -79,7 +80,7 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
             .map_or(0, |i| i + 1)
     };
 
-    let now_civil = Civil::of(now)?;
+    let now_end = PeriodEnd::of(now)?;
 
     // Pass 1: decide every record, keeping only what the answer needs: its rule, which
     // answer and the date.
@@ -120,7 +121,7 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
         };
         if let (Some(period), Some(from)) = (period, from) {
             let text = record.attr_str(from);
-            if let Some(end) = text.and_then(|t| end_of_utc_period(&t, period, &now_civil)) {
+            if let Some(end) = text.and_then(|t| end_of_utc_period(&t, period, &now_end)) {
                 outcomes.push(match end {
                     Some(date) => (index, Kind::Dated, date),
                     None => (index, Kind::Erase, [0; 20]),
@@ -320,39 +321,31 @@ enum Kind {
     Undated,
 }
 
-/// A UTC date and time as calendar fields.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Civil {
-    year: u32,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
+/// An instant as [`end_of_utc_period`] compares a period's end with it: its month (from
+/// year 0) and its text in the canonical form, whose bytes from the day on order like the
+/// instants within one month.
+struct PeriodEnd {
+    months: u64,
+    text: [u8; 20],
 }
 
-impl Civil {
-    /// A number ordered like the instants the fields name (fields in range).
-    #[inline(always)]
-    fn key(&self) -> u64 {
-        let date = (u64::from(self.year) * 16 + u64::from(self.month)) * 32 + u64::from(self.day);
-        ((date * 32 + u64::from(self.hour)) * 64 + u64::from(self.minute)) * 64
-            + u64::from(self.second)
-    }
-
-    fn of(t: Timestamp) -> Option<Civil> {
+impl PeriodEnd {
+    fn of(t: Timestamp) -> Option<PeriodEnd> {
         let secs = t.unix_seconds();
         let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let year = u32::try_from(year).ok().filter(|y| *y <= 9999)?;
         let time = secs.rem_euclid(86_400) as u32;
-        Some(Civil {
-            year: u32::try_from(year).ok().filter(|y| *y <= 9999)?,
-            month,
-            day,
-            hour: time / 3600,
-            minute: time / 60 % 60,
-            second: time % 60,
+        Some(PeriodEnd {
+            months: months_of(year, month),
+            text: format_civil(year, month, day, time / 3600, time / 60 % 60, time % 60),
         })
     }
+}
+
+/// Months from year 0 to `month` of `year`.
+#[inline(always)]
+fn months_of(year: u32, month: u32) -> u64 {
+    u64::from(year) * 12 + u64::from(month - 1)
 }
 
 /// `Rule::outcome`'s answer for a start date written in UTC (`YYYY-MM-DDTHH:MM:SS`, an
@@ -362,49 +355,65 @@ impl Civil {
 /// in the period, an end past 9999), which `Rule::outcome` then handles. Within its cases
 /// it is the same arithmetic as `Timestamp::add_period`: the date is the UTC date, the time
 /// of day is kept, the day is clamped to the end of the target month.
-fn end_of_utc_period(text: &str, period: &Period, now: &Civil) -> Option<Option<[u8; 20]>> {
+fn end_of_utc_period(text: &str, period: &Period, now: &PeriodEnd) -> Option<Option<[u8; 20]>> {
     let b = text.as_bytes();
     if period.days != 0 || b.len() < 20 || b.len() > 64 {
         return None;
     }
-    let start = match <&[u8; 20]>::try_from(b) {
-        // The host's own form, read a word at a time.
-        Ok(canonical) => canonical_fields(canonical)?,
-        Err(_) => spelled_fields(b)?,
-    };
-    if !(1..=12).contains(&start.month)
-        || start.day == 0
-        || start.day > days_in_month(i64::from(start.year), start.month)
-        || start.hour > 23
-        || start.minute > 59
-        || start.second > 59
+    // The end is the start's canonical text with the year and month moved, and the day
+    // clamped when the month is shorter: the time of day is copied, never formatted.
+    let mut end = canonical_text(b)?;
+    let number = |at: usize| u32::from(end[at] - b'0') * 10 + u32::from(end[at + 1] - b'0');
+    let (year, month, day) = (number(0) * 100 + number(2), number(5), number(8));
+    // Hours up to 23, minutes and seconds up to 59 (no leap second), read on the digits.
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(i64::from(year), month)
+        || (end[11], end[12]) > (b'2', b'3')
+        || end[14] > b'5'
+        || end[17] > b'5'
     {
         return None;
     }
-    let months = u64::from(start.year) * 12
-        + u64::from(start.month - 1)
-        + u64::from(period.years) * 12
-        + u64::from(period.months);
+    let months = months_of(year, month) + u64::from(period.years) * 12 + u64::from(period.months);
     let year = u32::try_from(months / 12).ok().filter(|y| *y <= 9999)?;
     let month = (months % 12) as u32 + 1;
-    let end = Civil {
-        year,
-        month,
-        day: start.day.min(days_in_month(i64::from(year), month)),
-        ..start
+    end[0..2].copy_from_slice(&two_digits(year / 100));
+    end[2..4].copy_from_slice(&two_digits(year % 100));
+    end[5..7].copy_from_slice(&two_digits(month));
+    let last_day = days_in_month(i64::from(year), month);
+    if day > last_day {
+        end[8..10].copy_from_slice(&two_digits(last_day));
+    }
+    let after_now = match months.cmp(&now.months) {
+        Ordering::Greater => true,
+        Ordering::Less => false,
+        Ordering::Equal => end[8..] > now.text[8..],
     };
-    Some((end.key() > now.key()).then(|| {
-        format_civil(
-            end.year, end.month, end.day, end.hour, end.minute, end.second,
-        )
-    }))
+    Some(after_now.then_some(end))
 }
 
-/// The fields of `YYYY-MM-DDTHH:MM:SSZ` (numbers not yet range-checked), or `None` for any
-/// other 20 bytes. The same answer as [`spelled_fields`] on 20 bytes, with three word loads
-/// and masks instead of a loop per field: in wasm that loop was most of a record's cost.
+/// `b` as `YYYY-MM-DDTHH:MM:SSZ` (the fraction dropped), when it is written
+/// `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z`, `+00:00` or `-00:00`; `None`
+/// otherwise. Only the digits are checked, not the numbers' ranges.
 #[inline(always)]
-fn canonical_fields(b: &[u8; 20]) -> Option<Civil> {
+fn canonical_text(b: &[u8]) -> Option<[u8; 20]> {
+    match <&[u8; 20]>::try_from(b) {
+        // The host's own form, read a word at a time.
+        Ok(canonical) => is_canonical(canonical).then_some(*canonical),
+        Err(_) => is_spelled_utc(b).then(|| {
+            let mut text = [b'Z'; 20];
+            text[..19].copy_from_slice(&b[..19]);
+            text
+        }),
+    }
+}
+
+/// Whether the 20 bytes are `YYYY-MM-DDTHH:MM:SSZ` with digits where the letters are: the
+/// same answer as [`is_spelled_utc`], with three word loads and masks instead of a loop per
+/// field (in wasm that loop was most of a record's cost).
+#[inline(always)]
+fn is_canonical(b: &[u8; 20]) -> bool {
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
     const SIXES: u64 = 0x0606_0606_0606_0606;
@@ -423,66 +432,31 @@ fn canonical_fields(b: &[u8; 20]) -> Option<Civil> {
     let shape = w0 & 0xFF00_00FF_0000_0000 == 0x2D00_002D_0000_0000 // '-' at 4 and 7
         && w1 & 0x0000_FF00_00FF_0000 == 0x0000_3A00_0054_0000 // 'T' at 10, ':' at 13
         && w2 & 0xFF00_00FF == 0x5A00_003A; // ':' at 16, 'Z' at 19
-    if !(shape && digits(w0, DIGITS0) && digits(w1, DIGITS1) && digits(w2, DIGITS2)) {
-        return None;
-    }
-    let (d0, d1, d2) = (
-        w0 - (ZEROS & DIGITS0),
-        w1 - (ZEROS & DIGITS1),
-        w2 - (ZEROS & DIGITS2),
-    );
-    let at = |w: u64, lane: u32| ((w >> (8 * lane)) & 0xFF) as u32;
-    let pair = |w: u64, lane: u32| at(w, lane) * 10 + at(w, lane + 1);
-    Some(Civil {
-        year: pair(d0, 0) * 100 + pair(d0, 2),
-        month: pair(d0, 5),
-        day: pair(d1, 0),
-        hour: pair(d1, 3),
-        minute: pair(d1, 6),
-        second: pair(d2, 1),
-    })
+    shape && digits(w0, DIGITS0) && digits(w1, DIGITS1) && digits(w2, DIGITS2)
 }
 
-/// The fields of `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z`, `+00:00` or
-/// `-00:00` (numbers not yet range-checked); `None` for anything else.
-fn spelled_fields(b: &[u8]) -> Option<Civil> {
-    let digits = |from: usize, len: usize| digits(b, from, len);
+/// Whether `b` (20 bytes or more) is `YYYY-MM-DDTHH:MM:SS` with digits where the letters
+/// are, an optional fraction, then `Z`, `+00:00` or `-00:00`.
+fn is_spelled_utc(b: &[u8]) -> bool {
+    let digits = |from: usize, len: usize| b[from..from + len].iter().all(u8::is_ascii_digit);
     if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
+        return false;
     }
-    let start = Civil {
-        year: digits(0, 4)?,
-        month: digits(5, 2)?,
-        day: digits(8, 2)?,
-        hour: digits(11, 2)?,
-        minute: digits(14, 2)?,
-        second: digits(17, 2)?,
-    };
+    if ![(0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2)]
+        .iter()
+        .all(|&(from, len)| digits(from, len))
+    {
+        return false;
+    }
     let mut i = 19;
     if b[i] == b'.' {
         let fraction = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
         if fraction == 0 {
-            return None;
+            return false;
         }
         i += 1 + fraction;
     }
-    match &b[i..] {
-        b"Z" | b"+00:00" | b"-00:00" => Some(start),
-        _ => None,
-    }
-}
-
-/// The decimal number of `len` ASCII digits at `from`; `None` if any is not a digit.
-#[inline(always)]
-fn digits(b: &[u8], from: usize, len: usize) -> Option<u32> {
-    let mut value = 0;
-    for &c in &b[from..from + len] {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + u32::from(c - b'0');
-    }
-    Some(value)
+    matches!(&b[i..], b"Z" | b"+00:00" | b"-00:00")
 }
 
 #[cfg(test)]
@@ -493,7 +467,7 @@ mod tests {
     #[test]
     fn utc_period_end_matches_timestamp_arithmetic() {
         let now = Timestamp::parse_rfc3339("2025-06-01T12:00:00Z").unwrap();
-        let now_civil = Civil::of(now).unwrap();
+        let now_end = PeriodEnd::of(now).unwrap();
         let periods = [
             "P1Y", "P7Y", "P12M", "P13M", "P1Y11M", "P0Y", "P10D", "P8000Y",
         ];
@@ -516,7 +490,7 @@ mod tests {
                             .add_period(&period)
                             .ok()
                             .map(|end| (end > now).then(|| end.rfc3339_bytes().unwrap()));
-                        if let Some(got) = end_of_utc_period(&text, &period, &now_civil) {
+                        if let Some(got) = end_of_utc_period(&text, &period, &now_end) {
                             answered += 1;
                             assert_eq!(Some(got), expected, "{text} {p}");
                         }
@@ -527,10 +501,35 @@ mod tests {
         assert!(answered > 100_000, "{answered}");
     }
 
-    /// The word-at-a-time reader accepts exactly the 20-byte texts the field-by-field one
-    /// does, with the same fields.
+    /// Fields out of range are left to `Rule::outcome`, in either spelling.
     #[test]
-    fn canonical_fields_match_spelled_fields() {
+    fn utc_period_end_declines_fields_out_of_range() {
+        let now = PeriodEnd::of(Timestamp::parse_rfc3339("2025-06-01T12:00:00Z").unwrap()).unwrap();
+        let period = Period::parse("P7Y").unwrap();
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2023-04-31T00:00:00Z",
+            "2023-00-10T00:00:00Z",
+            "2023-13-10T00:00:00Z",
+            "2023-01-00T00:00:00Z",
+            "2023-01-10T24:00:00Z",
+            "2023-01-10T30:00:00Z",
+            "2023-01-10T12:60:00Z",
+            "2023-01-10T12:00:60Z",
+            "2023-01-10T12:00:60.5+00:00",
+            "2023-01-10T24:00:00-00:00",
+        ] {
+            assert_eq!(end_of_utc_period(bad, &period, &now), None, "{bad}");
+        }
+        for good in ["2023-01-10T23:59:59Z", "2024-02-29T00:00:00.5Z"] {
+            assert!(end_of_utc_period(good, &period, &now).is_some(), "{good}");
+        }
+    }
+
+    /// The word-at-a-time check accepts exactly the 20-byte texts the field-by-field one
+    /// does.
+    #[test]
+    fn canonical_check_matches_spelled_check() {
         let mut texts = vec![
             *b"2024-02-29T23:59:59Z",
             *b"0000-01-01T00:00:00Z",
@@ -547,7 +546,7 @@ mod tests {
             }
         }
         for t in texts {
-            let (a, b) = (canonical_fields(&t), spelled_fields(&t));
+            let (a, b) = (is_canonical(&t), is_spelled_utc(&t));
             assert!(a == b, "{:?}", String::from_utf8_lossy(&t));
         }
     }
