@@ -18,6 +18,9 @@ pub static PURGE_BATCH_MS: GucSetting<i32> = GucSetting::<i32>::new(80);
 /// Whether an erasure checks its foreign keys itself, once per request, instead of
 /// PostgreSQL's check per deleted row (see `engine::delete_checks`).
 pub static BATCH_FK_CHECKS: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Whether a backend loads a rule module's native code from a file it keeps in the data
+/// directory (`pg_erasure/modules/`) rather than from `erasure.modules` (see `engine::rules`).
+pub static MODULE_FILES: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -25,6 +28,14 @@ pub fn register() {
         c"Check an erasure's foreign keys once per request instead of once per deleted row.",
         c"Only in READ COMMITTED, and only foreign keys whose referencing rows the erasure itself removes; off leaves every check to PostgreSQL.",
         &BATCH_FK_CHECKS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"erasure.module_files",
+        c"Load rule modules' native code from files kept in the data directory.",
+        c"pg_erasure/modules/<sha256>.cwasm, written from erasure.modules on a module's first load and checked on every load; off reads erasure.modules every time and writes no file.",
+        &MODULE_FILES,
         GucContext::Suset,
         GucFlags::default(),
     );

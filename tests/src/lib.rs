@@ -3,7 +3,7 @@
 //! CRM, generated data and the extension; every test clones it, so tests run in parallel in
 //! isolation.
 
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 
 pub use postgres::Client;
 use postgres::NoTls;
@@ -24,10 +24,32 @@ fn os_user() -> String {
         })
 }
 
-pub fn connect(db: &str) -> Client {
+fn connection_string(db: &str) -> String {
     let host = std::env::var("PGHOST").unwrap_or_else(|_| "/var/run/postgresql".into());
-    let conn = format!("host={host} user={} dbname={db}", os_user());
-    Client::connect(&conn, NoTls).unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+    format!("host={host} user={} dbname={db}", os_user())
+}
+
+pub fn connect(db: &str) -> Client {
+    Client::connect(&connection_string(db), NoTls)
+        .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+}
+
+/// The messages the server sends a connection (NOTICE, DEBUG, …), as they arrive.
+pub type Messages = Arc<Mutex<Vec<String>>>;
+
+/// A new connection (a new backend) and the messages the server sends it.
+pub fn connect_with_messages(db: &str) -> Result<(Client, Messages), postgres::Error> {
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let sink = messages.clone();
+    let client = connection_string(db)
+        .parse::<postgres::Config>()?
+        .notice_callback(move |notice| {
+            if let Ok(mut m) = sink.lock() {
+                m.push(notice.message().to_owned());
+            }
+        })
+        .connect(NoTls)?;
+    Ok((client, messages))
 }
 
 fn repo_file(rel: &str) -> String {
@@ -141,13 +163,7 @@ impl Drop for TestDb {
         if std::thread::panicking() {
             return; // keep the database for a post-mortem
         }
-        if let Ok(mut admin) = Client::connect(
-            &format!(
-                "host=/var/run/postgresql user={} dbname=postgres",
-                os_user()
-            ),
-            NoTls,
-        ) {
+        if let Ok(mut admin) = Client::connect(&connection_string("postgres"), NoTls) {
             let _ = admin.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name

@@ -110,6 +110,17 @@ fn bench_runs_at_smoke_scale_and_its_checks_pass() {
         rules["native_call_ms_all"].as_array().unwrap().len(),
         rules["batch_call_ms_all"].as_array().unwrap().len()
     );
+    // Module loads in new backends: from the files the data directory keeps, and from
+    // erasure.modules with erasure.module_files off.
+    let loads = &rules["new_backend_loads"];
+    for key in [
+        "retention_from_file_ms_median",
+        "legal_hold_from_file_ms_median",
+        "retention_from_table_ms_median",
+        "legal_hold_from_table_ms_median",
+    ] {
+        assert!(loads[key].as_f64().unwrap() > 0.0, "{key}: {loads:#}");
+    }
     assert_eq!(r["concurrency"]["runs"].as_array().unwrap().len(), 2);
     for run in r["concurrency"]["runs"].as_array().unwrap() {
         // pg_erasure, the floor, the floor in one call and the CPU-only reference at 1, 2

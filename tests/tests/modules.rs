@@ -437,3 +437,89 @@ fn the_template_module_installs_and_decides_as_documented() {
         orders
     );
 }
+
+/// Where each new backend's load of the module `sha` took its native code from, as the
+/// extension logs it at DEBUG1, after asking `evaluate_module` for it.
+fn load_source(
+    db: &str,
+    sha: &str,
+    subject: &str,
+    module_files: bool,
+) -> (String, serde_json::Value) {
+    let (mut c, messages) = connect_with_messages(db).unwrap();
+    c.batch_execute(&format!(
+        "SET client_min_messages = debug1; SET erasure.module_files = {module_files}"
+    ))
+    .unwrap();
+    let answer: serde_json::Value = c
+        .query_one("SELECT erasure.evaluate_module($1, $2)", &[&sha, &subject])
+        .unwrap()
+        .get(0);
+    drop(c);
+    let prefix = format!(
+        "pg_erasure: rule module {} (retention) loaded from ",
+        &sha[..12]
+    );
+    let messages = messages.lock().unwrap().clone();
+    let source = messages
+        .iter()
+        .find_map(|m| m.strip_prefix(&prefix))
+        .and_then(|rest| rest.rsplit_once(" in "))
+        .map(|(source, _)| source.to_owned())
+        .unwrap_or_else(|| panic!("no load of {sha} logged: {messages:?}"));
+    (source, answer)
+}
+
+/// A module's native code is read from `erasure.modules` on its first load and kept in a file
+/// in the data directory, from which new backends load it; a damaged file is refused (and
+/// written again), and `erasure.module_files = off` reads the table. The decisions are the
+/// same whichever way the code came.
+#[test]
+fn new_backends_load_a_module_from_its_kept_file() {
+    let mut db = TestDb::new("module_files");
+    let subject = format!("contact:{}", db.count("SELECT min(id) FROM contacts", &[]));
+    // A configuration of its own makes an installation (and a file name) no earlier run made.
+    let unique = format!(
+        "{{\"note\": \"{:?}\"}}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    );
+    let config: serde_json::Value = serde_json::from_str(&unique).unwrap();
+    let sha: String = db
+        .client
+        .query_one(
+            "SELECT erasure.install_module('retention', $1, $2)",
+            &[&repo_wat("keep_everything.wat"), &config],
+        )
+        .unwrap()
+        .get(0);
+    let (first, answer) = load_source(&db.name, &sha, &subject, true);
+    assert_eq!(first, "erasure.modules");
+    let (second, again) = load_source(&db.name, &sha, &subject, true);
+    assert_eq!(second, "its file");
+    assert_eq!(again, answer);
+    let (off, without) = load_source(&db.name, &sha, &subject, false);
+    assert_eq!(off, "erasure.modules");
+    assert_eq!(without, answer);
+
+    // Damage the file's last byte: the next backend refuses it and reads the table, and the
+    // one after that finds the file written again.
+    let data_dir: String = db
+        .client
+        .query_one("SHOW data_directory", &[])
+        .unwrap()
+        .get(0);
+    let path = std::path::Path::new(&data_dir)
+        .join("pg_erasure/modules")
+        .join(format!("{sha}.cwasm"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let (damaged, answer_then) = load_source(&db.name, &sha, &subject, true);
+    assert_eq!(damaged, "erasure.modules");
+    assert_eq!(answer_then, answer);
+    let (rewritten, _) = load_source(&db.name, &sha, &subject, true);
+    assert_eq!(rewritten, "its file");
+    std::fs::remove_file(&path).unwrap();
+}

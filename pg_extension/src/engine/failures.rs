@@ -82,12 +82,7 @@ fn stash(record: FailedRequest) {
 }
 
 fn spool_dir(database: pg_sys::Oid) -> PathBuf {
-    // SAFETY: DataDir is set once at backend start and never freed.
-    let data_dir = unsafe { std::ffi::CStr::from_ptr(pg_sys::DataDir) }
-        .to_string_lossy()
-        .into_owned();
-    PathBuf::from(data_dir)
-        .join("pg_erasure")
+    super::own_dir()
         .join("failed")
         .join(database.to_u32().to_string())
 }

@@ -4,7 +4,9 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Instant;
 
 use erasure_abi::{Decision, EvalInput, Hold, Record};
 use erasure_rule_host::{LoadedModule, RuleHost};
@@ -61,14 +63,25 @@ pub fn active_modules(
 }
 
 /// Loads an installed module by sha256 (cached per backend).
+///
+/// Its native code comes from a file in the data directory when one is there and whole (see
+/// [`artifact_path`]), else from `erasure.modules`, after which the file is written for the
+/// backends to come; and from the WebAssembly itself when the precompiled code does not fit
+/// this build. How long it took, and from where, is logged at DEBUG1.
 pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>> {
     if let Some(m) = LOADED.with(|l| l.borrow().get(sha256).cloned()) {
         return Ok(m);
     }
+    // The engine is the backend's, made once; not part of any module's load.
+    with_host(|_| Ok(()))?;
+    let started = Instant::now();
     let stmt = prepared(
         client,
         StatementId::Fixed("module_by_sha"),
-        || "SELECT slot, config, precompiled, wasm FROM erasure.modules WHERE sha256 = $1".into(),
+        || {
+            "SELECT slot, config, octet_length(precompiled) FROM erasure.modules WHERE sha256 = $1"
+                .into()
+        },
         || vec![PgOid::from(pg_sys::TEXTOID)],
     )?;
     let row = client.select(&*stmt, None, &[sha256.into()])?.first();
@@ -79,21 +92,60 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
     }
     let slot: String = row.get(1)?.unwrap_or_default();
     let config: JsonB = row.get(2)?.unwrap_or(JsonB(serde_json::json!({})));
-    let precompiled: Vec<u8> = row.get(3)?.unwrap_or_default();
-    let wasm: Vec<u8> = row.get(4)?.unwrap_or_default();
-    let module = with_host(|host| {
-        // SAFETY: `precompiled` was produced by `RuleHost::prepare` at install time and is
-        // writable only by the extension's owner; a wasmtime or configuration change since
-        // makes deserialisation fail, and then the module is compiled again from its wasm.
-        match unsafe { host.load_precompiled(&precompiled) } {
-            Ok(m) => Ok(m),
-            Err(_) => host.load_wasm(&wasm).map_err(|source| ExtError::Module {
-                slot: slot.clone(),
-                sha256: sha256.to_owned(),
-                source,
-            }),
+    let precompiled_len: i32 = row.get(3)?.unwrap_or_default();
+    let file = guc::MODULE_FILES
+        .get()
+        .then(|| artifact_path(sha256))
+        .flatten();
+    // SAFETY: the file was written by `write_precompiled_file` below from this installation's
+    // precompiled bytes, in the data directory (writable by the server's own user only); the
+    // host refuses it unless it is whole, of the installed length and matches its checksum.
+    let from_file = file.as_deref().and_then(|path| {
+        with_host(|host| {
+            // SAFETY: as above.
+            unsafe { host.load_precompiled_file(path, precompiled_len as usize) }
+                .map_err(|e| ExtError::Internal(e.to_string()))
+        })
+        .inspect_err(|e| {
+            if path.exists() {
+                pgrx::debug1!("pg_erasure: the module's file is not used: {e}");
+            }
+        })
+        .ok()
+    });
+    let (module, source) = match from_file {
+        Some(module) => (module, "its file"),
+        None => {
+            let precompiled = column(client, "module_precompiled", "precompiled", sha256)?;
+            // SAFETY: `precompiled` was produced by `RuleHost::prepare` at install time and is
+            // writable only by the extension's owner; a wasmtime or configuration change since
+            // makes deserialisation fail, and then the module is compiled again from its wasm.
+            match with_host(|host| Ok(unsafe { host.load_precompiled(&precompiled) })) {
+                Ok(Ok(module)) => {
+                    if let Some(path) = &file {
+                        keep_file(path, &precompiled);
+                    }
+                    (module, "erasure.modules")
+                }
+                _ => {
+                    let wasm = column(client, "module_wasm", "wasm", sha256)?;
+                    let module = with_host(|host| {
+                        host.load_wasm(&wasm).map_err(|source| ExtError::Module {
+                            slot: slot.clone(),
+                            sha256: sha256.to_owned(),
+                            source,
+                        })
+                    })?;
+                    (module, "its WebAssembly, compiled")
+                }
+            }
         }
-    })?;
+    };
+    pgrx::debug1!(
+        "pg_erasure: rule module {} ({slot}) loaded from {source} in {:.3} ms",
+        &sha256[..sha256.len().min(12)],
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let active = Rc::new(ActiveModule {
         slot,
         sha256: sha256.to_owned(),
@@ -102,6 +154,53 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
     });
     LOADED.with(|l| l.borrow_mut().insert(sha256.to_owned(), active.clone()));
     Ok(active)
+}
+
+/// One bytea column of an installed module.
+fn column(
+    client: &SpiClient<'_>,
+    id: &'static str,
+    name: &'static str,
+    sha256: &str,
+) -> ExtResult<Vec<u8>> {
+    let stmt = prepared(
+        client,
+        StatementId::Fixed(id),
+        || format!("SELECT {name} FROM erasure.modules WHERE sha256 = $1"),
+        || vec![PgOid::from(pg_sys::TEXTOID)],
+    )?;
+    let bytes: Option<Vec<u8>> = client
+        .select(&*stmt, None, &[sha256.into()])?
+        .first()
+        .get(1)?;
+    Ok(bytes.unwrap_or_default())
+}
+
+/// Where an installation's precompiled code is kept for new backends:
+/// `pg_erasure/modules/<sha256>.cwasm` in the data directory. The name is the installation's
+/// content address, so a file never needs invalidating; `None` for anything but a sha256.
+fn artifact_path(sha256: &str) -> Option<PathBuf> {
+    let hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    hex.then(|| {
+        super::own_dir()
+            .join("modules")
+            .join(format!("{sha256}.cwasm"))
+    })
+}
+
+/// Writes the file of [`artifact_path`]; a failure (a read-only data directory, a full disk)
+/// only means the next backend reads the table again.
+fn keep_file(path: &std::path::Path, precompiled: &[u8]) {
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| erasure_rule_host::write_precompiled_file(path, precompiled));
+    if let Err(e) = written {
+        pgrx::debug1!(
+            "pg_erasure: the precompiled module could not be kept in {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// What every call of one request shares.

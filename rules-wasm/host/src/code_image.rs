@@ -54,7 +54,8 @@ impl CustomCodeMemory for PageProtection {
     }
 }
 
-/// A private anonymous mapping holding one precompiled artifact, unmapped on drop. Whoever
+/// A private mapping holding one precompiled artifact (anonymous, or of its file), unmapped on
+/// drop. Whoever
 /// runs code from it must be gone first (see `LoadedModule`, which drops its module before
 /// its image).
 pub(crate) struct CodeImage {
@@ -63,17 +64,81 @@ pub(crate) struct CodeImage {
     len: usize,
 }
 
-// SAFETY: the image is plain memory that nothing writes after `copy_of`; wasmtime shares the
+// SAFETY: the image is plain memory that nothing writes after it is sealed; wasmtime shares the
 // code in it between threads the same way it shares its own mappings.
 unsafe impl Send for CodeImage {}
-// SAFETY: as above, read-only after construction.
+// SAFETY: as above, read-only once sealed.
 unsafe impl Sync for CodeImage {}
 
 impl CodeImage {
     /// A copy of `bytes` in freshly mapped, already populated pages.
     pub(crate) fn copy_of(bytes: &[u8]) -> std::io::Result<CodeImage> {
+        CodeImage::filled(bytes.len(), |image| {
+            image.copy_from_slice(bytes);
+            Ok(())
+        })
+    }
+
+    /// `len` bytes of `file` from `offset`, read straight into freshly mapped, already
+    /// populated pages (one copy, out of the page cache).
+    pub(crate) fn read_from(
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<CodeImage> {
+        use std::os::unix::fs::FileExt;
+        CodeImage::filled(len, |image| file.read_exact_at(image, offset))
+    }
+
+    /// `len` bytes in freshly mapped, already populated pages, written by `fill`, then sealed.
+    fn filled(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<CodeImage> {
+        let mut image = CodeImage::populated(len)?;
+        fill(image.writable())?;
+        image.seal()?;
+        Ok(image)
+    }
+
+    /// `len` bytes of `file` from `offset` (a multiple of the page size), mapped privately
+    /// and read-only, its pages populated in the `mmap` call: the page cache's own pages, with
+    /// no copy and no zeroing. Whoever writes the file must replace it (a new file renamed over
+    /// it), never change it in place, for the mapping to keep the bytes read.
+    pub(crate) fn map_file(
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<CodeImage> {
+        use std::os::fd::AsRawFd;
         let page = page_size();
-        let mapped = bytes.len().max(1).div_ceil(page) * page;
+        let mapped = len.max(1).div_ceil(page) * page;
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: a new private mapping of an open file; no existing memory is touched. Pages
+        // past the end of the file would fault on access: the caller checked the file's length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(std::io::Error::last_os_error)?;
+        Ok(CodeImage { ptr, mapped, len })
+    }
+
+    /// A new private anonymous mapping of at least `len` bytes, its pages populated in the
+    /// `mmap` call.
+    fn populated(len: usize) -> std::io::Result<CodeImage> {
+        let page = page_size();
+        let mapped = len.max(1).div_ceil(page) * page;
         // SAFETY: a new private anonymous mapping; no existing memory is touched.
         let ptr = unsafe {
             libc::mmap(
@@ -89,32 +154,41 @@ impl CodeImage {
             return Err(std::io::Error::last_os_error());
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(std::io::Error::last_os_error)?;
-        // SAFETY: the mapping is `mapped >= bytes.len()` bytes, writable, and new, so it does
-        // not overlap `bytes`.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-        let image = CodeImage {
-            ptr,
-            mapped,
-            len: bytes.len(),
-        };
-        // Read-only from here on, as wasmtime makes its own images: only the code section is
-        // then switched to read+execute when the module is published.
-        // SAFETY: the whole mapping is ours and nothing refers to it yet.
-        if unsafe { libc::mprotect(ptr.as_ptr().cast(), mapped, libc::PROT_READ) } != 0 {
+        Ok(CodeImage { ptr, mapped, len })
+    }
+
+    /// The image's bytes, to fill before [`seal`](Self::seal).
+    fn writable(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `mapped >= len` bytes, readable and writable until `seal`,
+        // and only this image refers to it (`&mut self`).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Read-only from here on, as wasmtime makes its own images: only the code section is
+    /// then switched to read+execute when the module is published.
+    fn seal(&self) -> std::io::Result<()> {
+        // SAFETY: the whole mapping is ours and nothing else refers to it yet.
+        if unsafe { libc::mprotect(self.ptr.as_ptr().cast(), self.mapped, libc::PROT_READ) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(image)
+        Ok(())
     }
 
     /// The artifact's bytes, for `Module::deserialize_raw`.
     pub(crate) fn bytes(&self) -> NonNull<[u8]> {
         NonNull::slice_from_raw_parts(self.ptr, self.len)
     }
+
+    /// The artifact's bytes, to check them before use.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes, never written after `seal`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
 }
 
 impl Drop for CodeImage {
     fn drop(&mut self) {
-        // SAFETY: the mapping is ours (`copy_of`), and no code runs from it any more: its
+        // SAFETY: the mapping is ours (`populated`), and no code runs from it any more: its
         // module was dropped before it.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped) };
     }

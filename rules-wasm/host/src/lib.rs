@@ -22,6 +22,7 @@
 //! any of them, so a faulty module can delay an erasure but never cause a
 //! wrong one.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,6 +35,7 @@ use wasmtime::{
     ResourceLimiter, Store, Strategy, Trap, TypedFunc, ValType,
 };
 
+mod artifact_file;
 mod code_image;
 mod wire;
 
@@ -117,6 +119,8 @@ pub enum HostError {
          configuration?); load it from its WebAssembly bytes instead: {0}"
     )]
     Precompiled(String),
+    #[error("the precompiled module's file is not used: {0}")]
+    PrecompiledFile(String),
     #[error("the input for the module is {0} bytes, more than a 32-bit module can address")]
     InputTooLarge(usize),
     #[error("WebAssembly engine error: {0}")]
@@ -132,6 +136,7 @@ impl HostError {
             HostError::SmokeTest(inner) => inner.is_module_fault(),
             HostError::Compile(_)
             | HostError::Precompiled(_)
+            | HostError::PrecompiledFile(_)
             | HostError::InputTooLarge(_)
             | HostError::Engine(_) => false,
             _ => true,
@@ -287,10 +292,46 @@ impl RuleHost {
     pub unsafe fn load_precompiled(&self, bytes: &[u8]) -> Result<LoadedModule, HostError> {
         let image = CodeImage::copy_of(bytes)
             .map_err(|e| HostError::Precompiled(format!("no memory for the module's code: {e}")))?;
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.load_image(image) }
+    }
+
+    /// [`load_precompiled`](Self::load_precompiled) from a file written by
+    /// [`write_precompiled_file`]: read straight into the memory its code runs from, when the
+    /// file is whole, holds `expected_len` bytes and matches its checksum
+    /// ([`HostError::PrecompiledFile`] otherwise, or [`HostError::Precompiled`] when wasmtime
+    /// refuses the bytes: load them from where they are kept then).
+    ///
+    /// # Safety
+    ///
+    /// As for `load_precompiled`: the file must hold `prepare`'s output, written by
+    /// `write_precompiled_file` in a directory nobody but the database's own user can write.
+    pub unsafe fn load_precompiled_file(
+        &self,
+        path: &Path,
+        expected_len: usize,
+    ) -> Result<LoadedModule, HostError> {
+        use artifact_file::Placement;
+        let load = |placement| {
+            let image = artifact_file::read(path, expected_len, placement)
+                .map_err(HostError::PrecompiledFile)?;
+            // SAFETY: the caller's contract is this function's; the checksum shows the bytes
+            // are those written.
+            unsafe { self.load_image(image) }
+        };
+        // Mapped from the page cache, unless the file system refuses to execute mapped files
+        // (`noexec`): then copied.
+        load(Placement::Mapped).or_else(|_| load(Placement::Copied))
+    }
+
+    /// # Safety
+    ///
+    /// `image` holds `prepare`'s output, unaltered.
+    unsafe fn load_image(&self, image: CodeImage) -> Result<LoadedModule, HostError> {
         // SAFETY: the caller guarantees the bytes are Module::serialize output
-        // of this wasmtime build (see the contract above); wasmtime checks the
-        // version and configuration header itself. The image is not written
-        // after its copy, and outlives the module (`LoadedModule::image`).
+        // of this wasmtime build (see `load_precompiled`); wasmtime checks the
+        // version and configuration header itself. The image is sealed read-only,
+        // and outlives the module (`LoadedModule::image`).
         let module = unsafe { Module::deserialize_raw(&self.engine, image.bytes()) }
             .map_err(|e| HostError::Precompiled(error_text(&e)))?;
         let mut loaded = self.loaded(module)?;
@@ -666,6 +707,13 @@ fn write_canonical(value: &Value, out: &mut String) {
         }
         scalar => out.push_str(&scalar.to_string()),
     }
+}
+
+/// Keeps `precompiled` (the output of [`RuleHost::prepare`]) in a file for
+/// [`RuleHost::load_precompiled_file`]: written whole or not at all (a temporary file,
+/// flushed, then renamed), readable and writable by its owner only.
+pub fn write_precompiled_file(path: &Path, precompiled: &[u8]) -> std::io::Result<()> {
+    artifact_file::write(path, precompiled)
 }
 
 /// Content address of an installation: hex SHA-256 of the module bytes

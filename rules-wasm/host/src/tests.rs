@@ -149,6 +149,42 @@ fn keep_everything_passes_prepare_and_precompiled_bytes_load() {
     assert_eq!(got, vec![keep(), keep()]);
 }
 
+/// A precompiled module kept in a file loads in another backend and decides alike; a file
+/// that is missing, of another length or damaged is refused, never run.
+#[test]
+fn precompiled_file_loads_and_damage_is_refused() {
+    let host = host();
+    let prepared = prepare_keep_everything(&host, &json!(null));
+    let dir = std::env::temp_dir().join(format!("erasure-host-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.cwasm", prepared.sha256_hex));
+    crate::write_precompiled_file(&path, &prepared.precompiled).unwrap();
+    let other = RuleHost::new().unwrap();
+    let len = prepared.precompiled.len();
+    // SAFETY (every load): the file was written above from prepare()'s output; the damaged
+    // ones are refused by their checksum or length before wasmtime sees them.
+    let module = unsafe { other.load_precompiled_file(&path, len) }.unwrap();
+    let got = other
+        .evaluate(&module, &two_records(), &Limits::default())
+        .unwrap();
+    assert_eq!(got, vec![keep(), keep()]);
+    let refused = |path: &Path, len: usize| {
+        matches!(
+            unsafe { other.load_precompiled_file(path, len) },
+            Err(HostError::PrecompiledFile(_))
+        )
+    };
+    assert!(refused(&path, len + 1));
+    assert!(refused(&dir.join("missing.cwasm"), len));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // A byte in the middle of the artifact, which ends the file.
+    let middle = bytes.len() - len / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(refused(&path, len));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A precompiled module runs from memory of its own, unmapped with the module's last clone:
 /// clones outlive the original, modules are dropped in any order, and the code of one is
 /// never affected by unmapping another's.

@@ -419,7 +419,13 @@ fn run(cfg: &cli::Config, results: &mut serde_json::Map<String, Value>) -> R<()>
     // above left (WAL, dirty buffers), as before each contact run, so its background writes do
     // not share the two cores with the module.
     util::checkpoint(&mut admin)?;
-    let rules = rules::measure(&mut admin, cfg.rule_batch, cfg.rule_calls, cfg.load_reps)?;
+    let rules = rules::measure(
+        db,
+        &mut admin,
+        cfg.rule_batch,
+        cfg.rule_calls,
+        cfg.load_reps,
+    )?;
     results.insert("rule_evaluation".into(), rules.clone());
 
     // ---------------------------------------------------------------- big organizations

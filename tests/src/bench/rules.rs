@@ -91,7 +91,84 @@ fn timed<T>(reps: usize, keep: bool, mut f: impl FnMut() -> R<T>) -> R<(f64, Vec
     Ok((summarize(&v).median, v))
 }
 
-pub fn measure(c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> R<Value> {
+/// One module load as the extension logs it at DEBUG1 (`engine::rules::load`):
+/// `pg_erasure: rule module <sha12> (<slot>) loaded from <source> in <ms> ms`.
+fn parse_load(message: &str) -> Option<(String, String, f64)> {
+    let rest = message.strip_prefix("pg_erasure: rule module ")?;
+    let (_, rest) = rest.split_once(" (")?;
+    let (slot, rest) = rest.split_once(") loaded from ")?;
+    let (source, ms) = rest.rsplit_once(" in ")?;
+    let ms = ms.strip_suffix(" ms")?.parse().ok()?;
+    Some((slot.to_owned(), source.to_owned(), ms))
+}
+
+/// Module loads in new backends, as a connection's first request meets them: each new
+/// connection previews a contact's erasure (which loads both active modules), in turn with
+/// `erasure.module_files` on (native code from the files the data directory keeps) and off
+/// (read from `erasure.modules`). The extension's DEBUG1 line of each load gives its time,
+/// from the query for the module to its being ready to instantiate, and where the code came
+/// from.
+fn backend_loads(db: &str, admin: &mut Client, backends: usize) -> R<Value> {
+    let subject: String = admin
+        .query_one("SELECT 'contact:' || min(id) FROM contacts", &[])?
+        .get(0);
+    // (module_files, slot, source) -> times
+    let mut loads: std::collections::BTreeMap<(bool, String, String), Vec<f64>> =
+        Default::default();
+    for i in 0..backends * 2 {
+        let files = i % 2 == 0;
+        let (mut c, messages) = erasure_tests::connect_with_messages(db)?;
+        c.batch_execute(&format!(
+            "SET client_min_messages = debug1; SET erasure.module_files = {files}"
+        ))?;
+        c.query_one(
+            "SELECT erasure.preview_erasure($1) IS NOT NULL",
+            &[&subject],
+        )?;
+        drop(c);
+        let messages = messages.lock().map(|m| m.clone()).unwrap_or_default();
+        let found: Vec<_> = messages.iter().filter_map(|m| parse_load(m)).collect();
+        ensure(found.len() == 2, || {
+            format!(
+                "a new backend logged {} module loads, not 2: {messages:?}",
+                found.len()
+            )
+        })?;
+        for (slot, source, ms) in found {
+            loads.entry((files, slot, source)).or_default().push(ms);
+        }
+    }
+    let groups: Vec<Value> = loads
+        .iter()
+        .map(|((files, slot, source), ms)| {
+            json!({
+                "module_files": files, "slot": slot, "source": source,
+                "ms_median": round3(summarize(ms).median),
+                "ms_all": ms.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let median = |files: bool, slot: &str, source: &str| {
+        loads
+            .get(&(files, slot.to_owned(), source.to_owned()))
+            .map_or(Value::Null, |ms| json!(round3(summarize(ms).median)))
+    };
+    Ok(json!({
+        "method": "new connections in turn, each previewing a contact's erasure (both active modules loaded) with erasure.module_files on, then off; times from the extension's DEBUG1 line of each load (the query for the module to its being ready to instantiate; the backend's wasmtime engine, made once per backend, not included)",
+        "backends_per_setting": backends,
+        "retention_from_file_ms_median": median(true, "retention", FROM_FILE),
+        "legal_hold_from_file_ms_median": median(true, "legal_hold", FROM_FILE),
+        "retention_from_table_ms_median": median(false, "retention", FROM_TABLE),
+        "legal_hold_from_table_ms_median": median(false, "legal_hold", FROM_TABLE),
+        "groups": groups,
+    }))
+}
+
+/// Where the extension says a module's code came from (`engine::rules::load`).
+const FROM_FILE: &str = "its file";
+const FROM_TABLE: &str = "erasure.modules";
+
+pub fn measure(db: &str, c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> R<Value> {
     let (wasm, config, source) = module(c)?;
     let now_s: i64 = c
         .query_one(
@@ -123,6 +200,12 @@ pub fn measure(c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> 
     })?;
     progress(&format!(
         "rule module: compile {compile_ms:.1} ms, precompiled load {precompiled_ms:.3} ms"
+    ));
+    let new_backends = backend_loads(db, c, load_reps.max(1) * 2)?;
+    progress(&format!(
+        "rule modules in a new backend: retention {} ms from its file, {} ms from erasure.modules",
+        new_backends["retention_from_file_ms_median"],
+        new_backends["retention_from_table_ms_median"]
     ));
     let module = unsafe { host.load_precompiled(&prepared.precompiled)? };
     let limits = engine_limits();
@@ -246,6 +329,7 @@ pub fn measure(c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> 
         "load_precompiled_ms_median": round3(precompiled_ms),
         "load_precompiled_ms_all": pre_all.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
         "load_timing": "each load timed until the module is ready to instantiate; the loaded modules are kept until every load is timed (a backend keeps its modules, and unloads them when it exits)",
+        "new_backend_loads": new_backends,
         "compile_over_precompiled": if compile_ms.is_finite() { json!(round3(compile_ms / precompiled_ms)) } else { Value::Null },
         "batch_records": batch,
         "batch_calls": calls,
@@ -306,8 +390,27 @@ pub fn table(v: &Value) -> Table {
         ),
         f2(g("contact_group_call_us_median")),
     ]);
+    let loads = &v["new_backend_loads"];
+    let ms = |k: &str| loads[k].as_f64().map_or("-".into(), |x| format!("{x:.3}"));
     t.row(vec![
-        "module load, precompiled (ms, median)".into(),
+        "module load in a new backend, from its file: retention / legal_hold (ms, median)".into(),
+        format!(
+            "{} / {}",
+            ms("retention_from_file_ms_median"),
+            ms("legal_hold_from_file_ms_median")
+        ),
+    ]);
+    t.row(vec![
+        "module load in a new backend, from erasure.modules: retention / legal_hold (ms, median)"
+            .into(),
+        format!(
+            "{} / {}",
+            ms("retention_from_table_ms_median"),
+            ms("legal_hold_from_table_ms_median")
+        ),
+    ]);
+    t.row(vec![
+        "module load, precompiled bytes in this process (ms, median)".into(),
         format!("{:.3}", g("load_precompiled_ms_median")),
     ]);
     t.row(vec![
