@@ -52,6 +52,34 @@ pub fn connect_with_messages(db: &str) -> Result<(Client, Messages), postgres::E
     Ok((client, messages))
 }
 
+/// One rule-module load, as the extension logs it at DEBUG1 (`engine::rules::load`):
+/// `pg_erasure: rule module <sha12> (<slot>) loaded from <source> in <ms> ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleLoad {
+    /// The installation's sha256, its first 12 hex digits.
+    pub sha12: String,
+    pub slot: String,
+    /// `its file`, `erasure.modules` or `its WebAssembly, compiled`.
+    pub source: String,
+    pub ms: f64,
+}
+
+impl ModuleLoad {
+    /// The load a server message reports, if it reports one.
+    pub fn parse(message: &str) -> Option<ModuleLoad> {
+        let rest = message.strip_prefix("pg_erasure: rule module ")?;
+        let (sha12, rest) = rest.split_once(" (")?;
+        let (slot, rest) = rest.split_once(") loaded from ")?;
+        let (source, ms) = rest.rsplit_once(" in ")?;
+        Some(ModuleLoad {
+            sha12: sha12.to_owned(),
+            slot: slot.to_owned(),
+            source: source.to_owned(),
+            ms: ms.strip_suffix(" ms")?.parse().ok()?,
+        })
+    }
+}
+
 fn repo_file(rel: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")

@@ -456,18 +456,15 @@ fn load_source(
         .unwrap()
         .get(0);
     drop(c);
-    let prefix = format!(
-        "pg_erasure: rule module {} (retention) loaded from ",
-        &sha[..12]
-    );
     let messages = messages.lock().unwrap().clone();
-    let source = messages
+    let load = messages
         .iter()
-        .find_map(|m| m.strip_prefix(&prefix))
-        .and_then(|rest| rest.rsplit_once(" in "))
-        .map(|(source, _)| source.to_owned())
+        .filter_map(|m| ModuleLoad::parse(m))
+        .find(|load| load.sha12 == sha[..12])
         .unwrap_or_else(|| panic!("no load of {sha} logged: {messages:?}"));
-    (source, answer)
+    assert_eq!(load.slot, "retention");
+    assert!(load.ms > 0.0, "{load:?}");
+    (load.source, answer)
 }
 
 /// A module's native code is read from `erasure.modules` on its first load and kept in a file

@@ -97,12 +97,12 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
         .get()
         .then(|| artifact_path(sha256))
         .flatten();
-    // SAFETY: the file was written by `write_precompiled_file` below from this installation's
-    // precompiled bytes, in the data directory (writable by the server's own user only); the
-    // host refuses it unless it is whole, of the installed length and matches its checksum.
     let from_file = file.as_deref().and_then(|path| {
         with_host(|host| {
-            // SAFETY: as above.
+            // SAFETY: the file was written by `keep_file` below from this installation's
+            // precompiled bytes, in the data directory (writable by the server's own user
+            // only); the host refuses it unless it is whole, of the installed length and
+            // matches its checksum.
             unsafe { host.load_precompiled_file(path, precompiled_len as usize) }
                 .map_err(|e| ExtError::Internal(e.to_string()))
         })

@@ -55,9 +55,8 @@ impl CustomCodeMemory for PageProtection {
 }
 
 /// A private mapping holding one precompiled artifact (anonymous, or of its file), unmapped on
-/// drop. Whoever
-/// runs code from it must be gone first (see `LoadedModule`, which drops its module before
-/// its image).
+/// drop. Whoever runs code from it must be gone first (see `LoadedModule`, which drops its
+/// module before its image).
 pub(crate) struct CodeImage {
     ptr: NonNull<u8>,
     mapped: usize,
@@ -111,43 +110,40 @@ impl CodeImage {
         len: usize,
     ) -> std::io::Result<CodeImage> {
         use std::os::fd::AsRawFd;
-        let page = page_size();
-        let mapped = len.max(1).div_ceil(page) * page;
         let offset = libc::off_t::try_from(offset)
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        // SAFETY: a new private mapping of an open file; no existing memory is touched. Pages
-        // past the end of the file would fault on access: the caller checked the file's length.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                mapped,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                offset,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(std::io::Error::last_os_error)?;
-        Ok(CodeImage { ptr, mapped, len })
+        // Pages past the end of the file would fault on access: the caller checked its length.
+        CodeImage::mapped(len, libc::PROT_READ, 0, file.as_raw_fd(), offset)
     }
 
     /// A new private anonymous mapping of at least `len` bytes, its pages populated in the
     /// `mmap` call.
     fn populated(len: usize) -> std::io::Result<CodeImage> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        CodeImage::mapped(len, prot, libc::MAP_ANONYMOUS, -1, 0)
+    }
+
+    /// A new private mapping of `len` bytes (rounded up to whole pages), populated in the
+    /// `mmap` call: anonymous, or of the open file `fd` from `offset`.
+    fn mapped(
+        len: usize,
+        prot: libc::c_int,
+        flags: libc::c_int,
+        fd: libc::c_int,
+        offset: libc::off_t,
+    ) -> std::io::Result<CodeImage> {
         let page = page_size();
         let mapped = len.max(1).div_ceil(page) * page;
-        // SAFETY: a new private anonymous mapping; no existing memory is touched.
+        // SAFETY: a new private mapping (of nothing, or of an open file); no existing memory
+        // is touched.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 mapped,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE | flags,
+                fd,
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {

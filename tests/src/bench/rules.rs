@@ -91,17 +91,6 @@ fn timed<T>(reps: usize, keep: bool, mut f: impl FnMut() -> R<T>) -> R<(f64, Vec
     Ok((summarize(&v).median, v))
 }
 
-/// One module load as the extension logs it at DEBUG1 (`engine::rules::load`):
-/// `pg_erasure: rule module <sha12> (<slot>) loaded from <source> in <ms> ms`.
-fn parse_load(message: &str) -> Option<(String, String, f64)> {
-    let rest = message.strip_prefix("pg_erasure: rule module ")?;
-    let (_, rest) = rest.split_once(" (")?;
-    let (slot, rest) = rest.split_once(") loaded from ")?;
-    let (source, ms) = rest.rsplit_once(" in ")?;
-    let ms = ms.strip_suffix(" ms")?.parse().ok()?;
-    Some((slot.to_owned(), source.to_owned(), ms))
-}
-
 /// Module loads in new backends, as a connection's first request meets them: each new
 /// connection previews a contact's erasure (which loads both active modules), in turn with
 /// `erasure.module_files` on (native code from the files the data directory keeps) and off
@@ -127,15 +116,21 @@ fn backend_loads(db: &str, admin: &mut Client, backends: usize) -> R<Value> {
         )?;
         drop(c);
         let messages = messages.lock().map(|m| m.clone()).unwrap_or_default();
-        let found: Vec<_> = messages.iter().filter_map(|m| parse_load(m)).collect();
+        let found: Vec<_> = messages
+            .iter()
+            .filter_map(|m| erasure_tests::ModuleLoad::parse(m))
+            .collect();
         ensure(found.len() == 2, || {
             format!(
                 "a new backend logged {} module loads, not 2: {messages:?}",
                 found.len()
             )
         })?;
-        for (slot, source, ms) in found {
-            loads.entry((files, slot, source)).or_default().push(ms);
+        for load in found {
+            loads
+                .entry((files, load.slot, load.source))
+                .or_default()
+                .push(load.ms);
         }
     }
     let groups: Vec<Value> = loads
@@ -148,25 +143,35 @@ fn backend_loads(db: &str, admin: &mut Client, backends: usize) -> R<Value> {
             })
         })
         .collect();
-    let median = |files: bool, slot: &str, source: &str| {
-        loads
-            .get(&(files, slot.to_owned(), source.to_owned()))
-            .map_or(Value::Null, |ms| json!(round3(summarize(ms).median)))
-    };
-    Ok(json!({
+    let mut out = json!({
         "method": "new connections in turn, each previewing a contact's erasure (both active modules loaded) with erasure.module_files on, then off; times from the extension's DEBUG1 line of each load (the query for the module to its being ready to instantiate; the backend's wasmtime engine, made once per backend, not included)",
         "backends_per_setting": backends,
-        "retention_from_file_ms_median": median(true, "retention", FROM_FILE),
-        "legal_hold_from_file_ms_median": median(true, "legal_hold", FROM_FILE),
-        "retention_from_table_ms_median": median(false, "retention", FROM_TABLE),
-        "legal_hold_from_table_ms_median": median(false, "legal_hold", FROM_TABLE),
         "groups": groups,
-    }))
+    });
+    for (files, source, key) in LOAD_SOURCES {
+        for slot in SLOTS {
+            out[load_key(slot, key)] = loads
+                .get(&(files, slot.to_owned(), source.to_owned()))
+                .map_or(Value::Null, |ms| json!(round3(summarize(ms).median)));
+        }
+    }
+    Ok(out)
 }
 
-/// Where the extension says a module's code came from (`engine::rules::load`).
-const FROM_FILE: &str = "its file";
-const FROM_TABLE: &str = "erasure.modules";
+/// The slots whose modules a request loads.
+const SLOTS: [&str; 2] = ["retention", "legal_hold"];
+
+/// With `erasure.module_files` on or off: where the extension says a module's code came from
+/// (`engine::rules::load`), and the key of its medians.
+const LOAD_SOURCES: [(bool, &str, &str); 2] = [
+    (true, "its file", "from_file"),
+    (false, "erasure.modules", "from_table"),
+];
+
+/// `<slot>_<from_file|from_table>_ms_median` in the results.
+fn load_key(slot: &str, key: &str) -> String {
+    format!("{slot}_{key}_ms_median")
+}
 
 pub fn measure(db: &str, c: &mut Client, batch: usize, calls: usize, load_reps: usize) -> R<Value> {
     let (wasm, config, source) = module(c)?;
@@ -391,24 +396,23 @@ pub fn table(v: &Value) -> Table {
         f2(g("contact_group_call_us_median")),
     ]);
     let loads = &v["new_backend_loads"];
-    let ms = |k: &str| loads[k].as_f64().map_or("-".into(), |x| format!("{x:.3}"));
-    t.row(vec![
-        "module load in a new backend, from its file: retention / legal_hold (ms, median)".into(),
-        format!(
-            "{} / {}",
-            ms("retention_from_file_ms_median"),
-            ms("legal_hold_from_file_ms_median")
-        ),
-    ]);
-    t.row(vec![
-        "module load in a new backend, from erasure.modules: retention / legal_hold (ms, median)"
-            .into(),
-        format!(
-            "{} / {}",
-            ms("retention_from_table_ms_median"),
-            ms("legal_hold_from_table_ms_median")
-        ),
-    ]);
+    for (_, source, key) in LOAD_SOURCES {
+        let ms: Vec<String> = SLOTS
+            .iter()
+            .map(|slot| {
+                loads[load_key(slot, key)]
+                    .as_f64()
+                    .map_or("-".into(), |x| format!("{x:.3}"))
+            })
+            .collect();
+        t.row(vec![
+            format!(
+                "module load in a new backend, from {source}: {} (ms, median)",
+                SLOTS.join(" / ")
+            ),
+            ms.join(" / "),
+        ]);
+    }
     t.row(vec![
         "module load, precompiled bytes in this process (ms, median)".into(),
         format!("{:.3}", g("load_precompiled_ms_median")),
