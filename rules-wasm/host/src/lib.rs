@@ -297,8 +297,9 @@ impl RuleHost {
     }
 
     /// [`load_precompiled`](Self::load_precompiled) from a file written by
-    /// [`write_precompiled_file`]: read straight into the memory its code runs from, when the
-    /// file is whole, holds `expected_len` bytes and matches its checksum
+    /// [`write_precompiled_file`]: mapped from the page cache (or, where the file system does
+    /// not let mapped files run, copied) as the memory its code runs from, when the file is
+    /// whole, holds `expected_len` bytes and matches its checksum
     /// ([`HostError::PrecompiledFile`] otherwise, or [`HostError::Precompiled`] when wasmtime
     /// refuses the bytes: load them from where they are kept then).
     ///
@@ -312,16 +313,19 @@ impl RuleHost {
         expected_len: usize,
     ) -> Result<LoadedModule, HostError> {
         use artifact_file::Placement;
-        let load = |placement| {
-            let image = artifact_file::read(path, expected_len, placement)
-                .map_err(HostError::PrecompiledFile)?;
-            // SAFETY: the caller's contract is this function's; the checksum shows the bytes
-            // are those written.
-            unsafe { self.load_image(image) }
+        let read = |placement| {
+            artifact_file::read(path, expected_len, placement).map_err(HostError::PrecompiledFile)
         };
-        // Mapped from the page cache, unless the file system refuses to execute mapped files
-        // (`noexec`): then copied.
-        load(Placement::Mapped).or_else(|_| load(Placement::Copied))
+        // Mapped from the page cache; a file that is not whole is refused once, here.
+        // SAFETY: the caller's contract is this function's; the checksum shows the bytes are
+        // those written.
+        let mapped = unsafe { self.load_image(read(Placement::Mapped)?) };
+        match mapped {
+            Ok(module) => Ok(module),
+            // The file system may refuse to execute mapped files (`noexec`): copied then.
+            // SAFETY: as above.
+            Err(_) => unsafe { self.load_image(read(Placement::Copied)?) },
+        }
     }
 
     /// # Safety
