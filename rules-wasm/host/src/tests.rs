@@ -986,9 +986,11 @@ fn fast_output_decoder_agrees_with_serde_on_varied_answers() {
     }
 }
 
-/// Where one batched call's time goes, stage by stage, on the `make bench` input (run with
-/// `cargo test --release -p erasure-rule-host stage_times -- --ignored --nocapture` after
-/// `make modules`). Diagnostic only: it asserts nothing about speed.
+/// Where one batched call's time goes, stage by stage, with each stage's page faults, on the
+/// `make bench` input (run with `cargo test --release -p erasure-rule-host tests::stage_times
+/// -- --exact --ignored --nocapture` after `make modules`). Diagnostic only: it asserts
+/// nothing about speed. Without `--exact` the filter also runs [`load_stage_times`] beside
+/// it, in the same process, and the stages that copy memory then take several times longer.
 #[test]
 #[ignore]
 fn stage_times() {
@@ -1033,12 +1035,18 @@ fn stage_times() {
         "drop decisions",
         "drop store",
     ];
+    const CALLS: u64 = 40;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
+    let mut faults = [0u64; STAGES.len()];
     let mut sizes = (0, 0, 0, 0);
-    for _ in 0..40 {
+    for _ in 0..CALLS {
         let mut t = Instant::now();
+        let mut faults_before = minor_faults();
         let mut lap = |stage: usize, samples: &mut Vec<Vec<f64>>| {
             samples[stage].push(t.elapsed().as_secs_f64() * 1e9 / batch as f64);
+            let now = minor_faults();
+            faults[stage] += now - faults_before;
+            faults_before = now;
             t = Instant::now();
         };
         let json = wire::encode_input(&input);
@@ -1079,10 +1087,13 @@ fn stage_times() {
         (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
     };
     let mut total = 0.0;
-    for (stage, v) in STAGES.iter().zip(&samples) {
+    for ((stage, v), faults) in STAGES.iter().zip(&samples).zip(faults) {
         let m = median(v);
         total += m;
-        eprintln!("{stage:>20}: {m:7.1} ns/record");
+        eprintln!(
+            "{stage:>20}: {m:7.1} ns/record, {} page faults a call",
+            faults / CALLS
+        );
     }
     eprintln!("{:>20}: {total:7.1} ns/record (sum of medians)", "total");
     // What `make bench` times: whole `evaluate` calls, decisions dropped inside the timing.
@@ -1109,6 +1120,18 @@ fn stage_times() {
         sizes.3,
         sizes.3 / batch as u64
     );
+}
+
+/// Minor page faults of the calling thread so far (0 where `/proc` does not say).
+fn minor_faults() -> u64 {
+    // Field 10 of `stat`, counted after the parenthesised command name.
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields = stat.rsplit_once(')')?.1;
+            fields.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Where a precompiled load's time goes (diagnostic, like [`stage_times`]).
