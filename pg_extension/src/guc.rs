@@ -34,7 +34,7 @@ pub fn register() {
     GucRegistry::define_bool_guc(
         c"erasure.module_files",
         c"Load rule modules' native code from files kept in the data directory.",
-        c"pg_erasure/modules/<sha256>.cwasm, written from erasure.modules on a module's first load and checked on every load; off reads erasure.modules every time and writes no file.",
+        c"pg_erasure/modules/<sha256>-<engine>.cwasm, written on a module's first load (from erasure.modules, or compiled when its stored code does not fit this build) and checked on every load; off reads erasure.modules every time and writes no file.",
         &MODULE_FILES,
         GucContext::Suset,
         GucFlags::default(),

@@ -469,8 +469,9 @@ fn load_source(
 
 /// A module's native code is read from `erasure.modules` on its first load and kept in a file
 /// in the data directory, from which new backends load it; a damaged file is refused (and
-/// written again), and `erasure.module_files = off` reads the table. The decisions are the
-/// same whichever way the code came.
+/// written again), and `erasure.module_files = off` reads the table. When the stored code no
+/// longer fits the build, the code compiled from the wasm is kept instead. The decisions are
+/// the same whichever way the code came.
 #[test]
 fn new_backends_load_a_module_from_its_kept_file() {
     let mut db = TestDb::new("module_files");
@@ -507,9 +508,23 @@ fn new_backends_load_a_module_from_its_kept_file() {
         .query_one("SHOW data_directory", &[])
         .unwrap()
         .get(0);
-    let path = std::path::Path::new(&data_dir)
-        .join("pg_erasure/modules")
-        .join(format!("{sha}.cwasm"));
+    let dir = std::path::Path::new(&data_dir).join("pg_erasure/modules");
+    let files_of = |sha: &str| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(&format!("{sha}-")) && name.ends_with(".cwasm")
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let [path] = &files_of(&sha)[..] else {
+        panic!("not one file for {sha}: {:?}", files_of(&sha))
+    };
+    let path = path.clone();
     let mut bytes = std::fs::read(&path).unwrap();
     *bytes.last_mut().unwrap() ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
@@ -518,5 +533,52 @@ fn new_backends_load_a_module_from_its_kept_file() {
     assert_eq!(answer_then, answer);
     let (rewritten, _) = load_source(&db.name, &sha, &subject, true);
     assert_eq!(rewritten, "its file");
+
+    // The stored code stops fitting the build, as after a wasmtime upgrade (here: bytes no
+    // wasmtime accepts), and the file is gone, with files left by other builds: the next
+    // backend compiles the wasm and keeps that code, in place of the other builds' files;
+    // the one after loads it.
+    std::fs::remove_file(&path).unwrap();
+    for stale in [
+        format!("{sha}-0123456789abcdef.cwasm"),
+        format!("{sha}.cwasm"),
+    ] {
+        std::fs::write(dir.join(stale), b"another build's code").unwrap();
+    }
+    db.client
+        .execute(
+            "UPDATE erasure.modules SET precompiled = 'not native code'::bytea WHERE sha256 = $1",
+            &[&sha],
+        )
+        .unwrap();
+    let (compiled, answer_compiled) = load_source(&db.name, &sha, &subject, true);
+    assert_eq!(compiled, "its WebAssembly, compiled");
+    assert_eq!(answer_compiled, answer);
+    assert_eq!(files_of(&sha), vec![path.clone()]);
+    assert!(!dir.join(format!("{sha}.cwasm")).exists());
+    let (kept, answer_kept) = load_source(&db.name, &sha, &subject, true);
+    assert_eq!(kept, "its file");
+    assert_eq!(answer_kept, answer);
+
+    // Installing it again stores code this build loads (audited as such), and the table
+    // serves new backends again; a further install with nothing to replace changes nothing.
+    let install = |db: &mut TestDb| -> String {
+        db.client
+            .query_one(
+                "SELECT erasure.install_module('retention', $1, $2)",
+                &[&repo_wat("keep_everything.wat"), &config],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let replaced = "SELECT count(*) FROM erasure.audit_log \
+                    WHERE event = 'module_code_replaced' AND detail->>'sha256' = $1";
+    assert_eq!(install(&mut db), sha);
+    assert_eq!(db.count(replaced, &[&sha]), 1);
+    let (reinstalled, answer_reinstalled) = load_source(&db.name, &sha, &subject, false);
+    assert_eq!(reinstalled, "erasure.modules");
+    assert_eq!(answer_reinstalled, answer);
+    assert_eq!(install(&mut db), sha);
+    assert_eq!(db.count(replaced, &[&sha]), 1);
     std::fs::remove_file(&path).unwrap();
 }

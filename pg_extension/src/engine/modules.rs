@@ -59,25 +59,38 @@ pub fn install(
         host.prepare(wasm, &config, slot, &limits)
             .map_err(ExtError::ModuleRejected)
     })?;
-    let inserted = client
-        .update(
-            "INSERT INTO erasure.modules (sha256, slot, wasm, precompiled, config, size_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING",
-            None,
-            &[
-                prepared.sha256_hex.as_str().into(),
-                slot.into(),
-                wasm.to_vec().into(),
-                prepared.precompiled.clone().into(),
-                JsonB(config).into(),
-                (wasm.len() as i32).into(),
-            ],
-        )?
-        .len();
-    if inserted > 0 {
+    // Installing an installation again stores its code as this build compiles it: after an
+    // upgrade that changed wasmtime, the stored code no longer loads (backends compile the
+    // wasm instead), and this is how an administrator refreshes it.
+    let stored = client.update(
+        "INSERT INTO erasure.modules (sha256, slot, wasm, precompiled, config, size_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (sha256) DO UPDATE SET precompiled = EXCLUDED.precompiled
+           WHERE modules.precompiled IS DISTINCT FROM EXCLUDED.precompiled
+         RETURNING xmax = 0",
+        None,
+        &[
+            prepared.sha256_hex.as_str().into(),
+            slot.into(),
+            wasm.to_vec().into(),
+            prepared.precompiled.clone().into(),
+            JsonB(config).into(),
+            (wasm.len() as i32).into(),
+        ],
+    )?;
+    // A row when the installation is new (true) or its stored code was replaced (false);
+    // none when it was installed already with this code.
+    let event = match stored.is_empty() {
+        true => None,
+        false => match stored.first().get::<bool>(1)? {
+            Some(true) => Some("module_installed"),
+            _ => Some("module_code_replaced"),
+        },
+    };
+    if let Some(event) = event {
         audit(
             client,
-            "module_installed",
+            event,
             json!({"slot": slot, "sha256": prepared.sha256_hex, "size_bytes": wasm.len()}),
         )?;
     }

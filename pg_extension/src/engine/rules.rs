@@ -4,7 +4,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -78,10 +78,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
     let stmt = prepared(
         client,
         StatementId::Fixed("module_by_sha"),
-        || {
-            "SELECT slot, config, octet_length(precompiled) FROM erasure.modules WHERE sha256 = $1"
-                .into()
-        },
+        || "SELECT slot, config FROM erasure.modules WHERE sha256 = $1".into(),
         || vec![PgOid::from(pg_sys::TEXTOID)],
     )?;
     let row = client.select(&*stmt, None, &[sha256.into()])?.first();
@@ -92,18 +89,19 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
     }
     let slot: String = row.get(1)?.unwrap_or_default();
     let config: JsonB = row.get(2)?.unwrap_or(JsonB(serde_json::json!({})));
-    let precompiled_len: i32 = row.get(3)?.unwrap_or_default();
-    let file = guc::MODULE_FILES
-        .get()
-        .then(|| artifact_path(sha256))
-        .flatten();
+    let file = if guc::MODULE_FILES.get() {
+        with_host(|host| Ok(artifact_path(sha256, &host.engine_tag())))?
+    } else {
+        None
+    };
     let from_file = file.as_deref().and_then(|path| {
         with_host(|host| {
-            // SAFETY: the file was written by `keep_file` below from this installation's
-            // precompiled bytes, in the data directory (writable by the server's own user
-            // only); the host refuses it unless it is whole, of the installed length and
-            // matches its checksum.
-            unsafe { host.load_precompiled_file(path, precompiled_len as usize) }
+            // SAFETY: the file was written by `keep_file` below, in the data directory
+            // (writable by the server's own user only), from this installation's precompiled
+            // bytes or from its WebAssembly compiled by an engine of the same tag (the file's
+            // name holds both); the host refuses it unless it is whole and matches its
+            // checksum, and wasmtime refuses code of another version or configuration.
+            unsafe { host.load_precompiled_file(path) }
                 .map_err(|e| ExtError::Internal(e.to_string()))
         })
         .inspect_err(|e| {
@@ -123,7 +121,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
             match with_host(|host| Ok(unsafe { host.load_precompiled(&precompiled) })) {
                 Ok(Ok(module)) => {
                     if let Some(path) = &file {
-                        keep_file(path, &precompiled);
+                        keep_file(sha256, path, &precompiled);
                     }
                     (module, "erasure.modules")
                 }
@@ -136,6 +134,15 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
                             source,
                         })
                     })?;
+                    // The stored code no longer fits this build (wasmtime was upgraded): the
+                    // code just compiled is kept instead, so only this backend pays for
+                    // compiling until the module is installed again.
+                    if let Some(path) = &file {
+                        match with_host(|host| Ok(host.precompile(&module))) {
+                            Ok(Ok(code)) => keep_file(sha256, path, &code),
+                            _ => pgrx::debug1!("pg_erasure: the compiled module is not kept"),
+                        }
+                    }
                     (module, "its WebAssembly, compiled")
                 }
             }
@@ -177,29 +184,52 @@ fn column(
 }
 
 /// Where an installation's precompiled code is kept for new backends:
-/// `pg_erasure/modules/<sha256>.cwasm` in the data directory. The name is the installation's
-/// content address, so a file never needs invalidating; `None` for anything but a sha256.
-fn artifact_path(sha256: &str) -> Option<PathBuf> {
+/// `pg_erasure/modules/<sha256>-<engine tag>.cwasm` in the data directory. The name is the
+/// installation's content address and the tag of the engines its code loads in
+/// ([`RuleHost::engine_tag`](erasure_rule_host::RuleHost::engine_tag)), so a file never needs
+/// invalidating and builds with different engines never share one; `None` for anything but
+/// a sha256.
+fn artifact_path(sha256: &str, engine_tag: &str) -> Option<PathBuf> {
     let hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
     hex.then(|| {
         super::own_dir()
             .join("modules")
-            .join(format!("{sha256}.cwasm"))
+            .join(format!("{sha256}-{engine_tag}.cwasm"))
     })
 }
 
-/// Writes the file of [`artifact_path`]; a failure (a read-only data directory, a full disk)
-/// only means the next backend reads the table again.
-fn keep_file(path: &std::path::Path, precompiled: &[u8]) {
+/// Writes the file of [`artifact_path`], and removes the installation's files for other
+/// engines (left by a build before an upgrade). A failure (a read-only data directory, a
+/// full disk) only means the next backend reads the table again.
+fn keep_file(sha256: &str, path: &Path, code: &[u8]) {
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| erasure_rule_host::write_precompiled_file(path, precompiled));
+        .and_then(|()| erasure_rule_host::write_precompiled_file(path, code));
     if let Err(e) = written {
         pgrx::debug1!(
             "pg_erasure: the precompiled module could not be kept in {}: {e}",
             path.display()
         );
+        return;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    // The installation's files, whatever their engine, and its file from before file names
+    // carried the engine's tag (`<sha256>.cwasm`).
+    let installation = format!("{sha256}-");
+    let untagged = format!("{sha256}.cwasm");
+    let others = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    for other in others {
+        let other_name = other.file_name();
+        let text = other_name.to_string_lossy();
+        let of_installation =
+            (text.starts_with(&installation) && text.ends_with(".cwasm")) || text == untagged;
+        if of_installation && other_name != name {
+            // A backend of the older build still running loads from the table instead.
+            let _ = std::fs::remove_file(other.path());
+        }
     }
 }
 

@@ -84,13 +84,9 @@ pub(crate) enum Placement {
     Copied,
 }
 
-/// The artifact in `path`, in memory code can run from, when the file is whole, holds
-/// `expected_len` bytes and matches its checksum.
-pub(crate) fn read(
-    path: &Path,
-    expected_len: usize,
-    placement: Placement,
-) -> Result<CodeImage, String> {
+/// The artifact in `path`, in memory code can run from, when the file is whole (its size is
+/// the header's and the artifact's length) and the artifact matches its checksum.
+pub(crate) fn read(path: &Path, placement: Placement) -> Result<CodeImage, String> {
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", path.display());
     let mut file = File::open(path).map_err(|e| fail("cannot open", &e))?;
     let mut header = [0u8; HEADER_LEN];
@@ -99,19 +95,17 @@ pub(crate) fn read(
     let field = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
     let (len, sum) = (field(8), field(16));
     let file_len = file.metadata().map_err(|e| fail("cannot stat", &e))?.len();
-    if &header[..8] != MAGIC
-        || len != expected_len as u64
-        || file_len != ARTIFACT_OFFSET as u64 + len
-    {
+    if &header[..8] != MAGIC || Some(file_len) != len.checked_add(ARTIFACT_OFFSET as u64) {
         return Err(fail(
             "not a whole artifact file",
-            &format!("{file_len} bytes, {expected_len} expected after the header"),
+            &format!("{file_len} bytes, the header says {len} after it"),
         ));
     }
+    let len = usize::try_from(len).map_err(|e| fail("too large", &e))?;
     let offset = ARTIFACT_OFFSET as u64;
     let image = match placement {
-        Placement::Mapped => CodeImage::map_file(&file, offset, expected_len),
-        Placement::Copied => CodeImage::read_from(&file, offset, expected_len),
+        Placement::Mapped => CodeImage::map_file(&file, offset, len),
+        Placement::Copied => CodeImage::read_from(&file, offset, len),
     }
     .map_err(|e| fail("cannot read", &e))?;
     if checksum(image.as_slice()) != sum {
@@ -141,19 +135,17 @@ mod tests {
         let artifact: Vec<u8> = (0..70_001u32).map(|i| (i * 7 + i / 251) as u8).collect();
         write(&path, &artifact).unwrap();
         for placement in [Placement::Mapped, Placement::Copied] {
-            let image = read(&path, artifact.len(), placement).unwrap();
+            let image = read(&path, placement).unwrap();
             assert_eq!(image.as_slice(), &artifact[..]);
         }
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        // The length the caller expects.
-        assert!(read(&path, artifact.len() - 1, Placement::Mapped).is_err());
         let whole = std::fs::read(&path).unwrap();
         // One changed byte anywhere (header or artifact), a truncated file, a longer one.
         let refused = |path: &Path| {
             [Placement::Mapped, Placement::Copied]
                 .iter()
-                .all(|p| read(path, artifact.len(), *p).is_err())
+                .all(|p| read(path, *p).is_err())
         };
         let first = ARTIFACT_OFFSET;
         for at in [0, 9, 17, first, first + 4096, whole.len() - 1] {

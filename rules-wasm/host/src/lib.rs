@@ -266,10 +266,7 @@ impl RuleHost {
         self.evaluate(&module, &smoke, limits)
             .map_err(|e| HostError::SmokeTest(Box::new(e)))?;
 
-        let precompiled = module
-            .module
-            .serialize()
-            .map_err(|e| HostError::Compile(error_text(&e)))?;
+        let precompiled = self.precompile(&module)?;
         Ok(Prepared {
             sha256_hex: installation_sha256(wasm, config),
             precompiled,
@@ -299,23 +296,19 @@ impl RuleHost {
     /// [`load_precompiled`](Self::load_precompiled) from a file written by
     /// [`write_precompiled_file`]: mapped from the page cache (or, where the file system does
     /// not let mapped files run, copied) as the memory its code runs from, when the file is
-    /// whole, holds `expected_len` bytes and matches its checksum
-    /// ([`HostError::PrecompiledFile`] otherwise, or [`HostError::Precompiled`] when wasmtime
-    /// refuses the bytes: load them from where they are kept then).
+    /// whole and matches its checksum ([`HostError::PrecompiledFile`] otherwise, or
+    /// [`HostError::Precompiled`] when wasmtime refuses the bytes: load them from where they
+    /// are kept then).
     ///
     /// # Safety
     ///
-    /// As for `load_precompiled`: the file must hold `prepare`'s output, written by
-    /// `write_precompiled_file` in a directory nobody but the database's own user can write.
-    pub unsafe fn load_precompiled_file(
-        &self,
-        path: &Path,
-        expected_len: usize,
-    ) -> Result<LoadedModule, HostError> {
+    /// As for `load_precompiled`: the file must hold `prepare`'s or
+    /// [`precompile`](Self::precompile)'s output, written by `write_precompiled_file` in a
+    /// directory nobody but the database's own user can write.
+    pub unsafe fn load_precompiled_file(&self, path: &Path) -> Result<LoadedModule, HostError> {
         use artifact_file::Placement;
-        let read = |placement| {
-            artifact_file::read(path, expected_len, placement).map_err(HostError::PrecompiledFile)
-        };
+        let read =
+            |placement| artifact_file::read(path, placement).map_err(HostError::PrecompiledFile);
         // Mapped from the page cache; a file that is not whole is refused once, here.
         // SAFETY: the caller's contract is this function's; the checksum shows the bytes are
         // those written.
@@ -326,6 +319,28 @@ impl RuleHost {
             // SAFETY: as above.
             Err(_) => unsafe { self.load_image(read(Placement::Copied)?) },
         }
+    }
+
+    /// A loaded module's native code, serialised as [`prepare`](Self::prepare) serialises it:
+    /// for keeping the code of a module that had to be compiled again (its stored
+    /// precompiled code was made by another wasmtime or engine configuration).
+    pub fn precompile(&self, module: &LoadedModule) -> Result<Vec<u8>, HostError> {
+        module
+            .module
+            .serialize()
+            .map_err(|e| HostError::Compile(error_text(&e)))
+    }
+
+    /// A short name (16 hex digits) of what precompiled code must match to load in this
+    /// host: the wasmtime version and the engine configuration. Hosts with the same tag load
+    /// each other's precompiled code; it keeps the files of different builds apart.
+    pub fn engine_tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
     }
 
     /// # Safety

@@ -150,7 +150,8 @@ fn keep_everything_passes_prepare_and_precompiled_bytes_load() {
 }
 
 /// A precompiled module kept in a file loads in another backend and decides alike; a file
-/// that is missing, of another length or damaged is refused, never run.
+/// that is missing, not whole or damaged is refused, never run. So does the code of a module
+/// compiled from its WebAssembly, kept the same way.
 #[test]
 fn precompiled_file_loads_and_damage_is_refused() {
     let host = host();
@@ -160,28 +161,40 @@ fn precompiled_file_loads_and_damage_is_refused() {
     let path = dir.join(format!("{}.cwasm", prepared.sha256_hex));
     crate::write_precompiled_file(&path, &prepared.precompiled).unwrap();
     let other = RuleHost::new().unwrap();
+    assert_eq!(other.engine_tag(), host.engine_tag());
     let len = prepared.precompiled.len();
-    // SAFETY (every load): the file was written above from prepare()'s output; the damaged
-    // ones are refused by their checksum or length before wasmtime sees them.
-    let module = unsafe { other.load_precompiled_file(&path, len) }.unwrap();
+    // SAFETY (every load): the files were written here from prepare()'s or precompile()'s
+    // output; the damaged ones are refused by their checksum or length before wasmtime sees
+    // them.
+    let module = unsafe { other.load_precompiled_file(&path) }.unwrap();
     let got = other
         .evaluate(&module, &two_records(), &Limits::default())
         .unwrap();
     assert_eq!(got, vec![keep(), keep()]);
-    let refused = |path: &Path, len: usize| {
+    let refused = |path: &Path| {
         matches!(
-            unsafe { other.load_precompiled_file(path, len) },
+            unsafe { other.load_precompiled_file(path) },
             Err(HostError::PrecompiledFile(_))
         )
     };
-    assert!(refused(&path, len + 1));
-    assert!(refused(&dir.join("missing.cwasm"), len));
-    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(refused(&dir.join("missing.cwasm")));
+    let whole = std::fs::read(&path).unwrap();
     // A byte in the middle of the artifact, which ends the file.
-    let middle = bytes.len() - len / 2;
-    bytes[middle] ^= 1;
+    let mut bytes = whole.clone();
+    bytes[whole.len() - len / 2] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    assert!(refused(&path, len));
+    assert!(refused(&path));
+    std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
+    assert!(refused(&path));
+
+    // A module compiled from its WebAssembly, its code kept: the same answers from the file.
+    let compiled = host.load_wasm(&wasm(KEEP_EVERYTHING)).unwrap();
+    crate::write_precompiled_file(&path, &host.precompile(&compiled).unwrap()).unwrap();
+    let module = unsafe { other.load_precompiled_file(&path) }.unwrap();
+    let got = other
+        .evaluate(&module, &two_records(), &Limits::default())
+        .unwrap();
+    assert_eq!(got, vec![keep(), keep()]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
