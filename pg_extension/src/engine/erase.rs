@@ -493,15 +493,17 @@ impl Erasure<'_> {
         let n = records.len();
         let mut per_module = Vec::with_capacity(self.modules.len());
         let mut deciding = Vec::with_capacity(self.modules.len());
+        let mut input = self.call_context().input(records);
         for m in self.modules.iter() {
             // ABI: the legal_hold slot is asked only when a hold applies to the request;
             // without one it has no objection, and its call is saved.
             if m.slot == "legal_hold" && self.holds.is_empty() {
                 continue;
             }
-            per_module.push(m.evaluate(&self.call_context(), records.clone())?);
+            per_module.push(m.evaluate(&mut input)?);
             deciding.push(m.clone());
         }
+        let records = input.records;
         self.outcome.records_decided += n as i64;
         let verdicts: Vec<Verdict> = (0..n)
             .map(|i| {

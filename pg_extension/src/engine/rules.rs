@@ -240,25 +240,33 @@ pub struct CallContext<'a> {
     pub holds: &'a [Hold],
 }
 
-impl ActiveModule {
-    /// Decides `records` (one decision each, in order) within the configured limits.
-    pub fn evaluate(
-        &self,
-        ctx: &CallContext<'_>,
-        records: Vec<Record>,
-    ) -> ExtResult<Vec<Decision>> {
-        let input = EvalInput {
+impl CallContext<'_> {
+    /// The input of one batch of `records`, for every module in turn
+    /// ([`ActiveModule::evaluate`] fills in its slot and configuration): the records are moved
+    /// in once and lent to each module, never copied (a copy of a record with attributes costs
+    /// more than its decision).
+    pub fn input(&self, records: Vec<Record>) -> EvalInput {
+        EvalInput {
             abi: erasure_abi::ABI_VERSION,
-            slot: self.slot.clone(),
-            now: ctx.now.to_owned(),
-            config: self.config.clone(),
-            request: ctx.request.clone(),
-            holds: ctx.holds.to_vec(),
+            slot: String::new(),
+            now: self.now.to_owned(),
+            config: serde_json::Value::Null,
+            request: self.request.clone(),
+            holds: self.holds.to_vec(),
             records,
-        };
+        }
+    }
+}
+
+impl ActiveModule {
+    /// Decides `input.records` (one decision each, in order) within the configured limits,
+    /// `input` made this module's (its slot and configuration).
+    pub fn evaluate(&self, input: &mut EvalInput) -> ExtResult<Vec<Decision>> {
+        input.slot.clone_from(&self.slot);
+        input.config.clone_from(&self.config);
         let limits = guc::limits();
         with_host(|host| {
-            host.evaluate(&self.module, &input, &limits)
+            host.evaluate(&self.module, input, &limits)
                 .map_err(|source| ExtError::Module {
                     slot: self.slot.clone(),
                     sha256: self.sha256.clone(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use erasure_abi::{Decision, Record};
+use erasure_abi::Decision;
 use erasure_core::decide::combine;
 use erasure_core::subject::Subject;
 use pgrx::prelude::*;
@@ -105,10 +105,10 @@ pub fn replay_module(client: &SpiClient<'_>, sha256: &str, last_n: i32) -> ExtRe
         let mut changes: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         let mut differing = 0;
         for chunk in log.entries.chunks(batch) {
-            let records: Vec<Record> = chunk.iter().map(|e| e.record.clone()).collect();
+            let mut input = ctx.input(chunk.iter().map(|e| e.record.clone()).collect());
             let mut answers: Vec<Vec<Decision>> = Vec::new();
             for m in &modules {
-                answers.push(m.evaluate(&ctx, records.clone())?);
+                answers.push(m.evaluate(&mut input)?);
             }
             for (i, entry) in chunk.iter().enumerate() {
                 let pairs: Vec<(&Decision, &str)> = answers
