@@ -198,38 +198,26 @@ fn artifact_path(sha256: &str, engine_tag: &str) -> Option<PathBuf> {
     })
 }
 
-/// Writes the file of [`artifact_path`], and removes the installation's files for other
-/// engines (left by a build before an upgrade). A failure (a read-only data directory, a
-/// full disk) only means the next backend reads the table again.
+/// Writes the file of [`artifact_path`], and removes the installation's file from before
+/// file names carried the engine's tag (`<sha256>.cwasm`, which nothing reads any more).
+/// Files of other engines stay: a backend of the build before an upgrade may still be running
+/// and load from its own. A failure (a read-only data directory, a full disk) only means the
+/// next backend reads the table again.
 fn keep_file(sha256: &str, path: &Path, code: &[u8]) {
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| erasure_rule_host::write_precompiled_file(path, code));
-    if let Err(e) = written {
-        pgrx::debug1!(
+    match written {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_file(dir.join(format!("{sha256}.cwasm")));
+            }
+        }
+        Err(e) => pgrx::debug1!(
             "pg_erasure: the precompiled module could not be kept in {}: {e}",
             path.display()
-        );
-        return;
-    }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    // The installation's files, whatever their engine, and its file from before file names
-    // carried the engine's tag (`<sha256>.cwasm`).
-    let installation = format!("{sha256}-");
-    let untagged = format!("{sha256}.cwasm");
-    let others = std::fs::read_dir(dir).into_iter().flatten().flatten();
-    for other in others {
-        let other_name = other.file_name();
-        let text = other_name.to_string_lossy();
-        let of_installation =
-            (text.starts_with(&installation) && text.ends_with(".cwasm")) || text == untagged;
-        if of_installation && other_name != name {
-            // A backend of the older build still running loads from the table instead.
-            let _ = std::fs::remove_file(other.path());
-        }
+        ),
     }
 }
 
