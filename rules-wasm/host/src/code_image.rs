@@ -184,8 +184,8 @@ impl CodeImage {
 
 impl Drop for CodeImage {
     fn drop(&mut self) {
-        // SAFETY: the mapping is ours (`populated`), and no code runs from it any more: its
-        // module was dropped before it.
+        // SAFETY: the mapping is ours (`mapped`, anonymous or of a file), and no code runs
+        // from it any more: its module was dropped before it.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped) };
     }
 }

@@ -345,7 +345,7 @@ impl RuleHost {
 
     /// # Safety
     ///
-    /// `image` holds `prepare`'s output, unaltered.
+    /// `image` holds `prepare`'s or `precompile`'s output, unaltered.
     unsafe fn load_image(&self, image: CodeImage) -> Result<LoadedModule, HostError> {
         // SAFETY: the caller guarantees the bytes are Module::serialize output
         // of this wasmtime build (see `load_precompiled`); wasmtime checks the
