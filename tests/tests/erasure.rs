@@ -417,12 +417,50 @@ fn organization_erasure_keeps_invoices_and_recent_audit_only() {
         "generator spreads dates"
     );
     let org2 = org_sizes(&mut db, 2);
+    // The modules get each invoice's date in UTC, as PostgreSQL writes a UTC timestamp's
+    // fraction, whatever the session's time zone.
+    let mut issued_utc: Vec<String> = db
+        .client
+        .query(
+            "SELECT (to_json(issued_at AT TIME ZONE 'UTC') #>> '{}') || 'Z' FROM invoices WHERE org_id = 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
 
-    // Small decision batches: the per-row tables are read and decided page by page.
+    // Small decision batches: the per-row tables are read and decided page by page. A session
+    // time zone other than UTC changes nothing a module sees.
     db.client
-        .batch_execute("SET erasure.decision_batch_rows = 7")
+        .batch_execute("SET erasure.decision_batch_rows = 7; SET TimeZone = 'Asia/Kolkata'")
         .unwrap();
     let report = erase(&mut db, "org:2");
+    // The checks below count periods in UTC, as the modules do.
+    db.client.batch_execute("RESET TimeZone").unwrap();
+    let log = db.json(
+        "SELECT convert_from(decision_log, 'UTF8')::json FROM erasure.requests WHERE id = $1",
+        &[&report["request_id"].as_i64().unwrap()],
+    );
+    let mut issued_seen: Vec<String> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["record"]["table"] == "invoices")
+        .map(|e| {
+            e["record"]["attrs"]["issued_at"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    issued_utc.sort();
+    issued_seen.sort();
+    assert!(
+        issued_utc.iter().any(|t| t.contains('.')),
+        "dates have fractions"
+    );
+    assert_eq!(issued_seen, issued_utc);
     assert_counts(&report, "invoices", (invoices_old, 0, invoices_recent, 0));
     assert_counts(&report, "audit_logs", (audit_old, audit_recent, 0, 0));
     // The organization row is still referenced by the kept rows: anonymised, kept as long.

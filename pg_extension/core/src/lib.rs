@@ -2,6 +2,7 @@
 //! subjects, the data map and its validation against catalog facts, and the erasure plan
 //! (which rows of which table belong to a subject, in which order they go).
 
+pub mod attrs;
 pub mod batch;
 pub mod catalog;
 pub mod datamap;

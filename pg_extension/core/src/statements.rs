@@ -4,6 +4,7 @@
 //! Parameter layout: `$1..$R` are the plan's root key arrays (`bigint[]`), then the statement's own
 //! parameters, listed with each builder.
 
+use crate::attrs::AttrColumns;
 use crate::datamap::DataMap;
 use crate::plan::{CheckedLink, DeletedKeys, Plan, Step, StepAction};
 use crate::sql::{quote_ident, quote_literal, quote_table};
@@ -33,8 +34,8 @@ pub enum StatementKind {
     AnonymizeKeep,
     /// Detach: null the link column of rows in scope. No own params.
     Detach,
-    /// Per-row attributes: key and a jsonb of the attribute columns, one keyset page at a time.
-    /// Own params: the last key of the previous page, the page size.
+    /// Per-row attributes: key and the attribute columns as [`AttrColumns`] lays them out,
+    /// one keyset page at a time. Own params: the last key of the previous page, the page size.
     SelectAttrs,
     /// Row-level erase by keys. Params: `$1` keys, `$2` request id, `$3` table (outbox tables).
     EraseKeys,
@@ -91,15 +92,20 @@ pub fn build(map: &DataMap, plan: &Plan, step: &Step, kind: StatementKind) -> St
             StepAction::Own => unreachable!("detach statement of an own step"),
         },
         StatementKind::SelectAttrs => {
-            let pairs: Vec<String> = spec
-                .attrs
-                .iter()
-                .map(|a| format!("'{}', t.{}", a.replace('\'', "''"), quote_ident(a)))
-                .collect();
+            let columns = AttrColumns::of(map, &step.table);
+            let mut select = vec![format!("t.{key}")];
+            if !columns.json.is_empty() {
+                let pairs: Vec<String> = columns
+                    .json
+                    .iter()
+                    .map(|a| format!("{}, t.{}", quote_literal(a), quote_ident(a)))
+                    .collect();
+                select.push(format!("jsonb_build_object({})", pairs.join(", ")));
+            }
+            select.extend(columns.utc.iter().map(|a| format!("t.{}", quote_ident(a))));
             format!(
-                "SELECT t.{key}, jsonb_build_object({}) FROM {tbl} t WHERE {scope} AND t.{key} > ${} \
-                 ORDER BY t.{key} LIMIT ${}",
-                pairs.join(", "),
+                "SELECT {} FROM {tbl} t WHERE {scope} AND t.{key} > ${} ORDER BY t.{key} LIMIT ${}",
+                select.join(", "),
                 r + 1,
                 r + 2
             )

@@ -1,6 +1,7 @@
 //! Planner and data-map validation, without PostgreSQL: a synthetic catalog is derived from the
 //! map itself, then broken in targeted ways.
 
+use erasure_core::attrs::AttrColumns;
 use erasure_core::catalog::{Catalog, ColumnFacts, ForeignKey, TableFacts};
 use erasure_core::datamap::{qualified, DataMap, DataMapDoc};
 use erasure_core::plan::{DeletedKeys, Plan, RootStyle, StepAction};
@@ -276,6 +277,45 @@ fn statements_quote_and_parameterise() {
     assert!(
         !anon.contains("erased contact"),
         "values are parameters: {anon}"
+    );
+}
+
+/// `timestamptz` attributes are selected as columns of their own (the engine writes them in
+/// UTC); any other attribute inside one `jsonb` object, which is left out when there is none.
+#[test]
+fn attributes_are_selected_as_the_engine_reads_them() {
+    let mut doc = small_map();
+    doc["tables"]["audit_logs"]["attrs"] = json!(["at", "action's kind", "seen_at"]);
+    let doc = DataMapDoc::from_json(&doc).unwrap();
+    let mut cat = catalog_for(&doc);
+    let audit = cat.tables.get_mut("public.audit_logs").unwrap();
+    audit.columns.get_mut("action's kind").unwrap().type_name = "text".into();
+    let map = DataMap::validate(doc, &cat).unwrap();
+
+    let columns = AttrColumns::of(&map, "audit_logs");
+    assert_eq!(columns.json, ["action's kind"]);
+    assert_eq!(columns.utc, ["at", "seen_at"]);
+    assert_eq!(columns.first_utc_column(), 3);
+    let plan = Plan::build(&map, SubjectKind::User, RootStyle::Array).unwrap();
+    let step = plan.steps.iter().find(|s| s.table == "audit_logs").unwrap();
+    let sql = build(&map, &plan, step, StatementKind::SelectAttrs);
+    assert!(
+        sql.starts_with(
+            "SELECT t.\"id\", jsonb_build_object('action''s kind', t.\"action's kind\"), \
+             t.\"at\", t.\"seen_at\" FROM "
+        ),
+        "{sql}"
+    );
+
+    let columns = AttrColumns::of(&map, "invoices");
+    assert!(columns.json.is_empty());
+    assert_eq!(columns.first_utc_column(), 2);
+    let plan = Plan::build(&map, SubjectKind::Org, RootStyle::Array).unwrap();
+    let step = plan.steps.iter().find(|s| s.table == "invoices").unwrap();
+    let sql = build(&map, &plan, step, StatementKind::SelectAttrs);
+    assert!(
+        sql.starts_with("SELECT t.\"id\", t.\"issued_at\" FROM "),
+        "{sql}"
     );
 }
 

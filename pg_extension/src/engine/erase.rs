@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use erasure_abi::{Hold, Record, Until};
+use erasure_core::attrs::{timestamptz_value, AttrColumns};
 use erasure_core::decide::{combine, Action, Verdict};
 use erasure_core::plan::{kind_is_id, DeletedKeys, Plan, RootStyle, Step, StepAction};
 use erasure_core::statements::{self, anonymize_values, StatementKind};
 use erasure_core::subject::{Subject, SubjectKind, SubjectValue};
-use pgrx::datum::DatumWithOid;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -807,6 +808,7 @@ impl Erasure<'_> {
     ) -> ExtResult<()> {
         let table = step.table.clone();
         let category = self.map.map.table(&table).category.clone();
+        let columns = AttrColumns::of(&self.map.map, &table);
         let batch = guc::DECISION_BATCH_ROWS.get().max(1) as i64;
         let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
         let mut after = i64::MIN;
@@ -818,10 +820,19 @@ impl Erasure<'_> {
             let mut records = Vec::new();
             for row in run(client, &stmt, &args)? {
                 keys.push(row.get::<i64>(1)?.unwrap_or_default());
-                let attrs = match row.get::<JsonB>(2)? {
-                    Some(JsonB(serde_json::Value::Object(m))) => m,
+                let json = (!columns.json.is_empty()).then(|| row.get::<JsonB>(2));
+                let mut attrs = match json.transpose()? {
+                    Some(Some(JsonB(serde_json::Value::Object(m)))) => m,
                     _ => Default::default(),
                 };
+                for (i, name) in columns.utc.iter().enumerate() {
+                    let value = row
+                        .get::<TimestampWithTimeZone>(columns.first_utc_column() + i)?
+                        .map_or(serde_json::Value::Null, |t| {
+                            timestamptz_value(t.into_inner())
+                        });
+                    attrs.insert((*name).to_owned(), value);
+                }
                 records.push(Record {
                     table: table.clone(),
                     category: category.clone(),

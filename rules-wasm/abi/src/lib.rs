@@ -28,8 +28,8 @@ mod time;
 mod until;
 
 pub use time::{
-    civil_from_days, days_from_civil, days_in_month, format_civil, is_leap_year, two_digits,
-    Period, Timestamp,
+    civil_from_days, days_from_civil, days_in_month, format_civil, format_utc_micros, is_leap_year,
+    two_digits, Period, Timestamp,
 };
 pub use until::Until;
 
@@ -102,16 +102,19 @@ pub struct Record {
 impl Record {
     /// The rule-evaluation workload of `make bench` and its diagnostics: `n` invoices issued
     /// over the ten years before `now` (Unix seconds), newest first, so that about 30% are past
-    /// a 7-year retention period and the rest are kept.
+    /// a 7-year retention period and the rest are kept. Their dates have microseconds, as the
+    /// reference CRM's generated ones do, written as the extension writes a `timestamptz`
+    /// attribute ([`format_utc_micros`](crate::format_utc_micros)).
     pub fn invoice_batch(now: i64, n: usize) -> Vec<Record> {
         let span = 3652 * 86_400i64;
         (0..n as i64)
             .map(|i| {
                 let issued = now - span * i / n as i64 - 3600;
+                let micros = (i * 104_729 + 7) % 1_000_000;
                 let mut attrs = Map::new();
                 attrs.insert(
                     "issued_at".into(),
-                    Value::String(Timestamp::from_unix_seconds(issued).to_rfc3339()),
+                    Value::String(format_utc_micros(issued * 1_000_000 + micros)),
                 );
                 Record {
                     table: "invoices".into(),

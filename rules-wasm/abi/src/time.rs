@@ -235,6 +235,20 @@ impl FromStr for Timestamp {
     }
 }
 
+/// How the host writes an instant with microseconds for rule modules (a `timestamptz`
+/// attribute): [`Timestamp::to_rfc3339`] of its second, in UTC whatever the session's time
+/// zone, with the fraction before the `Z` when it is not zero, without trailing zeros (as
+/// PostgreSQL writes fractions): `2024-01-15T09:30:00.3884Z`.
+pub fn format_utc_micros(unix_micros: i64) -> String {
+    let mut text = Timestamp(unix_micros.div_euclid(1_000_000)).to_rfc3339();
+    let micros = unix_micros.rem_euclid(1_000_000);
+    if micros != 0 {
+        let fraction = format!(".{micros:06}");
+        text.insert_str(text.len() - 1, fraction.trim_end_matches('0'));
+    }
+    text
+}
+
 /// The last two decimal digits of `value`, in ASCII.
 #[inline(always)]
 pub fn two_digits(value: u32) -> [u8; 2] {
@@ -606,5 +620,35 @@ mod tests {
             Err(AbiError::TimestampOutOfRange)
         );
         assert!(end.add_period(&period("P6M")).is_ok());
+    }
+
+    #[test]
+    fn formats_microseconds_in_utc_as_postgresql_writes_fractions() {
+        // Unix microseconds of instants PostgreSQL wrote as shown (`to_json(t AT TIME ZONE 'UTC')`).
+        let at = |text: &str, micros: i64| ts(text).unix_seconds() * 1_000_000 + micros;
+        assert_eq!(
+            format_utc_micros(at("2019-03-04T10:00:00Z", 0)),
+            "2019-03-04T10:00:00Z"
+        );
+        assert_eq!(
+            format_utc_micros(at("2019-03-04T10:00:00Z", 123_400)),
+            "2019-03-04T10:00:00.1234Z"
+        );
+        assert_eq!(
+            format_utc_micros(at("2019-03-04T10:00:00Z", 1)),
+            "2019-03-04T10:00:00.000001Z"
+        );
+        assert_eq!(
+            format_utc_micros(at("1969-12-31T23:59:59Z", 999_999)),
+            "1969-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(
+            format_utc_micros(at("0001-01-01T00:00:00Z", 0)),
+            "0001-01-01T00:00:00Z"
+        );
+        // What the parser reads back: the second, the fraction truncated.
+        let text = format_utc_micros(at("2024-01-15T09:30:00Z", 388_446));
+        assert_eq!(text, "2024-01-15T09:30:00.388446Z");
+        assert_eq!(ts(&text), ts("2024-01-15T09:30:00Z"));
     }
 }
