@@ -624,31 +624,23 @@ mod tests {
 
     #[test]
     fn formats_microseconds_in_utc_as_postgresql_writes_fractions() {
-        // Unix microseconds of instants PostgreSQL wrote as shown (`to_json(t AT TIME ZONE 'UTC')`).
-        let at = |text: &str, micros: i64| ts(text).unix_seconds() * 1_000_000 + micros;
-        assert_eq!(
-            format_utc_micros(at("2019-03-04T10:00:00Z", 0)),
-            "2019-03-04T10:00:00Z"
-        );
-        assert_eq!(
-            format_utc_micros(at("2019-03-04T10:00:00Z", 123_400)),
-            "2019-03-04T10:00:00.1234Z"
-        );
-        assert_eq!(
-            format_utc_micros(at("2019-03-04T10:00:00Z", 1)),
-            "2019-03-04T10:00:00.000001Z"
-        );
-        assert_eq!(
-            format_utc_micros(at("1969-12-31T23:59:59Z", 999_999)),
-            "1969-12-31T23:59:59.999999Z"
-        );
-        assert_eq!(
-            format_utc_micros(at("0001-01-01T00:00:00Z", 0)),
-            "0001-01-01T00:00:00Z"
-        );
-        // What the parser reads back: the second, the fraction truncated.
-        let text = format_utc_micros(at("2024-01-15T09:30:00Z", 388_446));
-        assert_eq!(text, "2024-01-15T09:30:00.388446Z");
-        assert_eq!(ts(&text), ts("2024-01-15T09:30:00Z"));
+        // (second, microseconds, text): PostgreSQL wrote these instants so
+        // (`to_json(t AT TIME ZONE 'UTC')`, with a `Z`).
+        for (second, micros, text) in [
+            ("2019-03-04T10:00:00Z", 0, "2019-03-04T10:00:00Z"),
+            ("2019-03-04T10:00:00Z", 123_400, "2019-03-04T10:00:00.1234Z"),
+            ("2019-03-04T10:00:00Z", 1, "2019-03-04T10:00:00.000001Z"),
+            (
+                "1969-12-31T23:59:59Z",
+                999_999,
+                "1969-12-31T23:59:59.999999Z",
+            ),
+            ("0001-01-01T00:00:00Z", 0, "0001-01-01T00:00:00Z"),
+        ] {
+            let formatted = format_utc_micros(ts(second).unix_seconds() * 1_000_000 + micros);
+            assert_eq!(formatted, text);
+            // What the parser reads back: the second, the fraction truncated.
+            assert_eq!(ts(&formatted), ts(second));
+        }
     }
 }
