@@ -3,9 +3,8 @@
 //! A `timestamptz` attribute is read as its own column and written in UTC
 //! ([`format_utc_micros`]), so modules get the same text whatever the caller's `TimeZone`
 //! and their calendar shortcut applies; PostgreSQL's JSON would write it in the session's
-//! zone (`+05:30`). Building, printing and parsing that JSON also cost about three times a
-//! record's decision. Every other attribute comes in one `jsonb` object, as PostgreSQL
-//! writes it.
+//! zone (`+05:30`); reading the column also skips building, printing and parsing a `jsonb`
+//! per row. Every other attribute comes in one `jsonb` object, as PostgreSQL writes it.
 
 use erasure_abi::format_utc_micros;
 use serde_json::Value;
