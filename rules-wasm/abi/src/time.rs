@@ -240,13 +240,31 @@ impl FromStr for Timestamp {
 /// zone, with the fraction before the `Z` when it is not zero, without trailing zeros (as
 /// PostgreSQL writes fractions): `2024-01-15T09:30:00.3884Z`.
 pub fn format_utc_micros(unix_micros: i64) -> String {
-    let mut text = Timestamp(unix_micros.div_euclid(1_000_000)).to_rfc3339();
-    let micros = unix_micros.rem_euclid(1_000_000);
-    if micros != 0 {
-        let fraction = format!(".{micros:06}");
-        text.insert_str(text.len() - 1, fraction.trim_end_matches('0'));
+    // The extension writes one per attribute per row: digits by hand, not `format!` (about
+    // a sixth of the time).
+    let second = Timestamp(unix_micros.div_euclid(1_000_000));
+    // Room for the longest fraction, so it never reallocates.
+    let mut text = Vec::with_capacity(27);
+    match second.rfc3339_bytes() {
+        Some(bytes) => text.extend_from_slice(&bytes),
+        None => text.extend_from_slice(second.to_rfc3339().as_bytes()),
     }
-    text
+    let mut micros = unix_micros.rem_euclid(1_000_000) as u32;
+    if micros != 0 {
+        let mut fraction = *b".000000";
+        for digit in fraction[1..].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        let len = fraction
+            .iter()
+            .rposition(|d| *d != b'0')
+            .map_or(1, |i| i + 1);
+        text.pop(); // the `Z`, written again after the fraction
+        text.extend_from_slice(&fraction[..len]);
+        text.push(b'Z');
+    }
+    String::from_utf8(text).expect("ASCII digits and separators")
 }
 
 /// The last two decimal digits of `value`, in ASCII.
@@ -641,6 +659,39 @@ mod tests {
             assert_eq!(formatted, text);
             // What the parser reads back: the second, the fraction truncated.
             assert_eq!(ts(&formatted), ts(second));
+        }
+    }
+
+    /// The hand-written digits agree with `format!` on every fraction length and outside
+    /// the years 0000..=9999, where the second is written by `to_rfc3339`'s other branch.
+    #[test]
+    fn utc_micros_digits_agree_with_format() {
+        let by_format = |unix_micros: i64| {
+            let mut text = Timestamp(unix_micros.div_euclid(1_000_000)).to_rfc3339();
+            let micros = unix_micros.rem_euclid(1_000_000);
+            if micros != 0 {
+                let fraction = format!(".{micros:06}");
+                text.insert_str(text.len() - 1, fraction.trim_end_matches('0'));
+            }
+            text
+        };
+        let seconds = [
+            0,
+            -1,
+            1_764_000_000,
+            253_402_300_799,     // 9999-12-31T23:59:59Z
+            253_402_300_800,     // year 10000
+            -62_167_219_200 - 1, // the second before 0000-01-01
+            -62_135_596_800 + 7, // 0001-01-01T00:00:07Z
+        ];
+        let fractions = [
+            0, 1, 10, 100_000, 120_000, 123_456, 999_999, 500_000, 104_736,
+        ];
+        for second in seconds {
+            for fraction in fractions {
+                let micros = second * 1_000_000 + fraction;
+                assert_eq!(format_utc_micros(micros), by_format(micros), "{micros}");
+            }
         }
     }
 }
