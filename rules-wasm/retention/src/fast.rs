@@ -404,15 +404,47 @@ fn canonical_text(b: &[u8]) -> Option<[u8; 20]> {
     if !is_canonical(&text) {
         return None;
     }
-    let mut zone = &b[19..];
-    if let [b'.', fraction @ ..] = zone {
-        let digits = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
+    let zone = match &b[19..] {
+        [b'.', fraction @ ..] => {
+            // The zone is the last byte when that is `Z`, else the last six; before it, one
+            // digit or more. (No zone starts with a digit, so this is where reading digits
+            // up to the first other byte would stop too.)
+            let zone_len = if fraction.last() == Some(&b'Z') { 1 } else { 6 };
+            let digits = fraction.len().checked_sub(zone_len).filter(|n| *n > 0)?;
+            if !all_digits(b, 20, 20 + digits) {
+                return None;
+            }
+            &fraction[digits..]
         }
-        zone = &fraction[digits..];
-    }
+        zone => zone,
+    };
     matches!(zone, b"Z" | b"+00:00" | b"-00:00").then_some(text)
+}
+
+/// Whether `b[from..to]` (not empty, `to` at least 8) is all ASCII digits, a word at a time:
+/// a wasm loop per byte cost as much as the whole date's other checks.
+#[inline(always)]
+fn all_digits(b: &[u8], from: usize, to: usize) -> bool {
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let mut at = from;
+    while at + 8 < to {
+        if !digits_at(word(at), !0) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last one to eight: the word ending at `to`, its lanes before `at` masked out.
+    digits_at(word(to - 8), !0 << (8 * (8 - (to - at))))
+}
+
+/// Whether each byte of `w` that `mask` selects is an ASCII digit: its high nibble is 3 both
+/// before and after adding 6 (a byte above 0xF9 that could carry fails the first test).
+#[inline(always)]
+fn digits_at(w: u64, mask: u64) -> bool {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    w & HIGH & mask == ZEROS & mask && w.wrapping_add(SIXES & mask) & HIGH & mask == ZEROS & mask
 }
 
 /// Whether the 20 bytes are `YYYY-MM-DDTHH:MM:SSZ` with digits where the letters are, by
@@ -420,15 +452,7 @@ fn canonical_text(b: &[u8]) -> Option<[u8; 20]> {
 /// record's cost).
 #[inline(always)]
 fn is_canonical(b: &[u8; 20]) -> bool {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    const SIXES: u64 = 0x0606_0606_0606_0606;
-    // Each byte selected by `mask` is an ASCII digit: its high nibble is 3 both before and
-    // after adding 6 (a byte above 0xF9 that could carry fails the first test).
-    let digits = |w: u64, mask: u64| {
-        w & HIGH & mask == ZEROS & mask
-            && w.wrapping_add(SIXES & mask) & HIGH & mask == ZEROS & mask
-    };
+    let digits = digits_at;
     let w0 = u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")); // YYYY-MM-
     let w1 = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")); // DDTHH:MM
     let w2 = u64::from(u32::from_le_bytes(b[16..20].try_into().expect("4 bytes"))); // :SSZ
@@ -535,13 +559,15 @@ mod tests {
             }
             matches!(&b[i..], b"Z" | b"+00:00" | b"-00:00")
         }
-        let bases: [&[u8]; 6] = [
+        let bases: [&[u8]; 8] = [
             b"2024-02-29T23:59:59Z",
             b"0000-01-01T00:00:00Z",
             b"9999-12-31T99:99:99Z",
             b"2024-01-15T09:30:00.388446Z",
             b"2024-01-15T09:30:00.5+00:00",
             b"2024-01-15T09:30:00-00:00",
+            b"2024-01-15T09:30:00.12345678901Z",
+            b"2024-01-15T09:30:00.1234567890123456-00:00",
         ];
         let mut texts: Vec<Vec<u8>> = bases.iter().map(|b| b.to_vec()).collect();
         let replacements = b"0123456789-+T:Z. z/\x7f\xff\x00\xfa";
