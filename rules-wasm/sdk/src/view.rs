@@ -243,7 +243,7 @@ impl<'a> Iterator for Records<'a> {
 
 impl<'a> RecordView<'a> {
     /// The attribute `name` when it is a JSON string.
-    #[inline]
+    #[inline(always)]
     pub fn attr_str(&self, name: &str) -> Option<Cow<'a, str>> {
         if let Some((key, value)) = &self.single {
             return bytes_eq(key.as_bytes(), name.as_bytes()).then(|| copy(value));
