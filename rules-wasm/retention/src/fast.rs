@@ -81,6 +81,20 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
     };
 
     let now_end = PeriodEnd::of(now)?;
+    // Each rule's period and the attribute it runs from, when it has both: looked up once
+    // here rather than matched on for every record.
+    let shortcuts: Vec<Option<(&Period, &str)>> = rules
+        .iter()
+        .map(|rule| match rule {
+            Rule::Retain { period, from, .. }
+            | Rule::Anonymize {
+                period: Some(period),
+                from,
+                ..
+            } => from.as_deref().map(|from| (period, from)),
+            _ => None,
+        })
+        .collect();
 
     // Pass 1: decide every record, keeping only what the answer needs: its rule, which
     // answer and the date.
@@ -110,16 +124,7 @@ fn run(input: &[u8], out: &mut Vec<u8>) -> Option<()> {
         };
         let rule = rules[index];
         // The usual case, on calendar fields: a period of years and months from a UTC date.
-        let (period, from) = match rule {
-            Rule::Retain { period, from, .. }
-            | Rule::Anonymize {
-                period: Some(period),
-                from,
-                ..
-            } => (Some(period), from.as_deref()),
-            _ => (None, None),
-        };
-        if let (Some(period), Some(from)) = (period, from) {
+        if let Some((period, from)) = shortcuts[index] {
             let text = record.attr_str(from);
             if let Some(end) = text.and_then(|t| end_of_utc_period(&t, period, &now_end)) {
                 outcomes.push(match end {
