@@ -4,6 +4,7 @@
 //! (`delete_checks`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use erasure_abi::{Hold, Record, Until};
 use erasure_core::attrs::{timestamptz_value, AttrColumns};
@@ -550,8 +551,8 @@ impl Erasure<'_> {
         let records = tables
             .iter()
             .map(|t| Record {
-                table: t.clone(),
-                category: self.map.map.table(t).category.clone(),
+                table: t.as_str().into(),
+                category: self.map.map.table(t).category.as_str().into(),
                 attrs: Default::default(),
                 group: true,
             })
@@ -807,7 +808,11 @@ impl Erasure<'_> {
         step: &Step,
     ) -> ExtResult<()> {
         let table = step.table.clone();
-        let category = self.map.map.table(&table).category.clone();
+        // Shared by the batch's records (a clone is a reference count, not a copy per row).
+        let (record_table, category): (Arc<str>, Arc<str>) = (
+            table.as_str().into(),
+            self.map.map.table(&table).category.as_str().into(),
+        );
         let columns = AttrColumns::of(&self.map.map, &table);
         let batch = guc::DECISION_BATCH_ROWS.get().max(1) as i64;
         let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
@@ -834,8 +839,8 @@ impl Erasure<'_> {
                     attrs.insert((*name).to_owned(), value);
                 }
                 records.push(Record {
-                    table: table.clone(),
-                    category: category.clone(),
+                    table: Arc::clone(&record_table),
+                    category: Arc::clone(&category),
                     attrs,
                     group: false,
                 });

@@ -121,7 +121,7 @@ pub fn replay_module(client: &SpiClient<'_>, sha256: &str, last_n: i32) -> ExtRe
                 if now_action != entry.action || verdict.until != entry.until {
                     differing += 1;
                     *changes
-                        .entry(entry.record.table.clone())
+                        .entry(entry.record.table.to_string())
                         .or_default()
                         .entry(format!("{} -> {}", entry.action, now_action))
                         .or_default() += 1;

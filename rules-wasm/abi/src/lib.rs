@@ -84,12 +84,15 @@ pub struct Hold {
 }
 
 /// One piece of the subject's data.
+///
+/// `table` and `category` are shared: the records of one batch are rows of one table, and
+/// a clone of either costs a reference count, not an allocation per row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Table the row lives in.
-    pub table: String,
+    pub table: Arc<str>,
     /// Data-map category of that table (e.g. `invoice`, `audit`).
-    pub category: String,
+    pub category: Arc<str>,
     /// Column values the data map exposes to rules (e.g. `issued_at`).
     #[serde(default)]
     pub attrs: Map<String, Value>,
@@ -107,6 +110,8 @@ impl Record {
     /// attribute ([`format_utc_micros`](crate::format_utc_micros)).
     pub fn invoice_batch(now: i64, n: usize) -> Vec<Record> {
         let span = 3652 * 86_400i64;
+        // Shared by every record, as the extension shares them within a batch.
+        let (table, category): (Arc<str>, Arc<str>) = ("invoices".into(), "invoice".into());
         (0..n as i64)
             .map(|i| {
                 let issued = now - span * i / n as i64 - 3600;
@@ -117,8 +122,8 @@ impl Record {
                     Value::String(format_utc_micros(issued * 1_000_000 + micros)),
                 );
                 Record {
-                    table: "invoices".into(),
-                    category: "invoice".into(),
+                    table: Arc::clone(&table),
+                    category: Arc::clone(&category),
                     attrs,
                     group: false,
                 }

@@ -4,6 +4,7 @@
 use erasure_abi::json::{bytes_eq, write_str};
 use erasure_abi::{EvalInput, Hold, Record};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// `serde_json::to_vec(input)`, faster.
 pub(crate) fn encode_input(input: &EvalInput) -> Vec<u8> {
@@ -62,7 +63,7 @@ fn write_hold(out: &mut Vec<u8>, hold: &Hold) {
 #[derive(Default)]
 struct Memo {
     /// Table and category of the last record, and its JSON up to the attributes.
-    head: Option<(String, String, Vec<u8>)>,
+    head: Option<(Arc<str>, Arc<str>, Vec<u8>)>,
     /// Attribute names seen and their JSON (with the colon).
     keys: Vec<(String, Vec<u8>)>,
 }
@@ -73,8 +74,7 @@ const MAX_KEYS: usize = 16;
 fn write_record(out: &mut Vec<u8>, record: &Record, memo: &mut Memo) {
     match &memo.head {
         Some((table, category, head))
-            if bytes_eq(table.as_bytes(), record.table.as_bytes())
-                && bytes_eq(category.as_bytes(), record.category.as_bytes()) =>
+            if same_text(table, &record.table) && same_text(category, &record.category) =>
         {
             out.extend_from_slice(head);
         }
@@ -85,7 +85,11 @@ fn write_record(out: &mut Vec<u8>, record: &Record, memo: &mut Memo) {
             write_str(&mut head, &record.category);
             head.extend_from_slice(b",\"attrs\":{");
             out.extend_from_slice(&head);
-            memo.head = Some((record.table.clone(), record.category.clone(), head));
+            memo.head = Some((
+                Arc::clone(&record.table),
+                Arc::clone(&record.category),
+                head,
+            ));
         }
     }
     for (i, (key, value)) in record.attrs.iter().enumerate() {
@@ -115,6 +119,12 @@ fn write_record(out: &mut Vec<u8>, record: &Record, memo: &mut Memo) {
     } else {
         b"},\"group\":false}"
     });
+}
+
+/// Equal texts; the usual case, one shared text, is known without reading it.
+#[inline(always)]
+fn same_text(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || bytes_eq(a.as_bytes(), b.as_bytes())
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value) {

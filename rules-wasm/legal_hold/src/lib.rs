@@ -7,7 +7,7 @@
 //! "no objection": the host combines slots by precedence, so erase never
 //! overrides another slot's retention. The configuration is ignored.
 
-use erasure_rules_sdk::{Decision, EvalInput, Hold, Record};
+use erasure_rules_sdk::{covering_hold, hold_decision, Decision, EvalInput, Hold, Record};
 
 erasure_rules_sdk::export_rules!(evaluate);
 
@@ -21,21 +21,7 @@ pub fn evaluate(input: &EvalInput) -> Result<Vec<Decision>, String> {
 }
 
 fn decide(holds: &[Hold], record: &Record) -> Decision {
-    let covering = holds.iter().find(|hold| {
-        hold.categories
-            .as_ref()
-            .is_none_or(|categories| categories.contains(&record.category))
-    });
-    match covering {
-        // The host rejects an empty case; name the hold by id instead.
-        Some(hold) if hold.case.trim().is_empty() => Decision::Hold {
-            case: format!("legal hold #{}", hold.id),
-        },
-        Some(hold) => Decision::Hold {
-            case: hold.case.clone(),
-        },
-        None => Decision::Erase,
-    }
+    covering_hold(holds, record).map_or(Decision::Erase, hold_decision)
 }
 
 #[cfg(test)]
@@ -55,7 +41,7 @@ mod tests {
 
     fn record(category: &str) -> Record {
         Record {
-            table: format!("{category}s"),
+            table: format!("{category}s").into(),
             category: category.into(),
             attrs: Default::default(),
             group: true,

@@ -279,7 +279,7 @@ mod tests {
 
     fn record(category: &str, attrs: Value) -> Record {
         Record {
-            table: format!("{category}s"),
+            table: format!("{category}s").into(),
             category: category.into(),
             attrs: attrs.as_object().cloned().unwrap_or_default(),
             group: false,

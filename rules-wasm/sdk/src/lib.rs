@@ -70,7 +70,7 @@ pub fn covering_hold<'a>(holds: &'a [Hold], record: &Record) -> Option<&'a Hold>
     holds.iter().find(|hold| {
         hold.categories
             .as_ref()
-            .is_none_or(|categories| categories.contains(&record.category))
+            .is_none_or(|categories| categories.iter().any(|c| **c == *record.category))
     })
 }
 
@@ -303,13 +303,13 @@ mod tests {
     #[test]
     fn passes_the_parsed_input_to_the_rules() {
         let out = run_json(&input_json(3), |input| {
-            assert_eq!(input.records[2].table, "t2");
+            assert_eq!(&*input.records[2].table, "t2");
             assert_eq!(input.slot, "s");
             Ok(input
                 .records
                 .iter()
                 .map(|r| Decision::Hold {
-                    case: r.table.clone(),
+                    case: r.table.to_string(),
                 })
                 .collect())
         });
@@ -373,7 +373,7 @@ mod tests {
 
     fn record(category: &str, attrs: Value) -> Record {
         Record {
-            table: format!("{category}s"),
+            table: format!("{category}s").into(),
             category: category.into(),
             attrs: attrs.as_object().cloned().unwrap_or_default(),
             group: false,

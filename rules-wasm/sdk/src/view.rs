@@ -603,7 +603,7 @@ mod tests {
                     .get("at")
                     .and_then(|v| v.as_str())
                     .map(str::to_string);
-                (r.table.clone(), r.category.clone(), r.group, at)
+                (r.table.to_string(), r.category.to_string(), r.group, at)
             })
             .collect();
         Some((input.abi, input.slot, input.now, records))

@@ -129,7 +129,7 @@ impl Policy {
             return Ok(hold_decision(hold));
         }
         // 2. Orders: kept for the period from their date, or from now without one.
-        if record.category == KEPT_CATEGORY {
+        if &*record.category == KEPT_CATEGORY {
             let start = attr_timestamp(record, START_ATTRIBUTE).unwrap_or(now);
             let until = retention_end(start, &self.period, now)
                 .map_err(|e| format!("table {:?}: {e}", record.table))?;

@@ -307,11 +307,8 @@ pub fn measure(db: &str, c: &mut Client, batch: usize, calls: usize, load_reps: 
         super::subjects::CONTACT_TABLES
             .iter()
             .map(|t| Record {
-                table: t.to_string(),
-                category: map["tables"][*t]["category"]
-                    .as_str()
-                    .unwrap_or(t)
-                    .to_string(),
+                table: (*t).into(),
+                category: map["tables"][*t]["category"].as_str().unwrap_or(t).into(),
                 attrs: Default::default(),
                 group: true,
             })
