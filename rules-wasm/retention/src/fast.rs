@@ -457,7 +457,6 @@ fn digits_at(w: u64, mask: u64) -> bool {
 /// record's cost).
 #[inline(always)]
 fn is_canonical(b: &[u8; 20]) -> bool {
-    let digits = digits_at;
     let w0 = u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")); // YYYY-MM-
     let w1 = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")); // DDTHH:MM
     let w2 = u64::from(u32::from_le_bytes(b[16..20].try_into().expect("4 bytes"))); // :SSZ
@@ -467,7 +466,7 @@ fn is_canonical(b: &[u8; 20]) -> bool {
     let shape = w0 & 0xFF00_00FF_0000_0000 == 0x2D00_002D_0000_0000 // '-' at 4 and 7
         && w1 & 0x0000_FF00_00FF_0000 == 0x0000_3A00_0054_0000 // 'T' at 10, ':' at 13
         && w2 & 0xFF00_00FF == 0x5A00_003A; // ':' at 16, 'Z' at 19
-    shape && digits(w0, DIGITS0) && digits(w1, DIGITS1) && digits(w2, DIGITS2)
+    shape && digits_at(w0, DIGITS0) && digits_at(w1, DIGITS1) && digits_at(w2, DIGITS2)
 }
 
 #[cfg(test)]
