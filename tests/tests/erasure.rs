@@ -714,6 +714,44 @@ fn preview_changes_nothing_and_matches_the_request() {
     assert_eq!(org_preview["tables"], report["tables"]);
 }
 
+/// An application that calls `request_erasure` inside its own transaction and rolls it back
+/// gets nothing done and nothing recorded; the same session's next request works in full
+/// (the backend's cached context, plans and modules survive the rollback).
+#[test]
+fn a_request_rolled_back_by_its_caller_leaves_nothing_and_the_next_one_works() {
+    let mut db = TestDb::new("caller_rollback");
+    let p = make_contact(&mut db, 1, "jo", "+4915100000001");
+    let q = make_contact(&mut db, 1, "kim", "+4915100000002");
+    let before = db.fingerprint();
+    for _ in 0..3 {
+        let mut tx = db.client.transaction().unwrap();
+        let report: Value = tx
+            .query_one(
+                "SELECT erasure.request_erasure($1)",
+                &[&format!("contact:{}", p.contact)],
+            )
+            .unwrap()
+            .get(0);
+        assert_person_erased(&report);
+        tx.rollback().unwrap();
+    }
+    assert_eq!(
+        db.fingerprint(),
+        before,
+        "a rolled-back request left a trace"
+    );
+    assert_eq!(residual_rows(&mut db, p.contact), 15);
+    let report = erase(&mut db, &format!("contact:{}", q.contact));
+    assert_person_erased(&report);
+    assert_eq!(residual_rows(&mut db, q.contact), 0);
+    assert_eq!(residual_rows(&mut db, p.contact), 15);
+    let code = report["confirmation_code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        db.json("SELECT erasure.request_status($1)", &[&code])["status"],
+        "completed"
+    );
+}
+
 #[test]
 fn malformed_subjects_are_refused_with_22023_and_recorded() {
     let mut db = TestDb::new("malformed");

@@ -133,6 +133,15 @@ impl Floor {
 
     /// One transaction; returns rows deleted per table.
     pub fn erase(&mut self, id: i64) -> R<Counts> {
+        self.deletes_in_transaction(id, true)
+    }
+
+    /// The same statements, rolled back: warms a new connection up without deleting anything.
+    pub fn rehearse(&mut self, id: i64) -> R<()> {
+        self.deletes_in_transaction(id, false).map(drop)
+    }
+
+    fn deletes_in_transaction(&mut self, id: i64, commit: bool) -> R<Counts> {
         let mut n = [0i64; 12];
         let mut tx = self.client.transaction()?;
         let locked = tx.query(&self.lock, &[&id])?.len();
@@ -142,7 +151,11 @@ impl Floor {
         for (i, stmt) in &self.deletes {
             n[*i] += tx.execute(stmt, &[&id])? as i64;
         }
-        tx.commit()?;
+        if commit {
+            tx.commit()?;
+        } else {
+            tx.rollback()?;
+        }
         Ok(n)
     }
 }
@@ -194,6 +207,13 @@ impl FloorOneCall {
         let n: Vec<i64> = self.client.query_one(&self.call, &[&id])?.get(0);
         n.try_into()
             .map_err(|n: Vec<i64>| format!("floor_one_call: {} counts", n.len()).into())
+    }
+
+    /// The same call, rolled back: warms a new connection up without deleting anything.
+    pub fn rehearse(&mut self, id: i64) -> R<()> {
+        let mut tx = self.client.transaction()?;
+        tx.query_one(&self.call, &[&id])?;
+        Ok(tx.rollback()?)
     }
 }
 
@@ -376,6 +396,14 @@ impl Engine {
     /// The report of `request_erasure`.
     pub fn erase(&mut self, subject: &str) -> R<Value> {
         Ok(self.client.query_one(&self.request, &[&subject])?.get(0))
+    }
+
+    /// The same request, rolled back with its transaction: warms a new connection up (the
+    /// extension, its modules, its plans) without deleting or recording anything.
+    pub fn rehearse(&mut self, subject: &str) -> R<()> {
+        let mut tx = self.client.transaction()?;
+        tx.query_one(&self.request, &[&subject])?;
+        Ok(tx.rollback()?)
     }
 }
 
