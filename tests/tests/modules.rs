@@ -468,7 +468,7 @@ fn load_source(
 }
 
 /// A module's native code is read from `erasure.modules` on its first load and kept in a file
-/// in the data directory, from which new backends load it; a damaged file is refused (and
+/// in the data directory, with its slot and configuration, from which new backends load it; a damaged file is refused (and
 /// written again), and `erasure.module_files = off` reads the table. When the stored code no
 /// longer fits the build, the code compiled from the wasm is kept instead. The decisions are
 /// the same whichever way the code came.
@@ -526,6 +526,11 @@ fn new_backends_load_a_module_from_its_kept_file() {
     };
     let path = path.clone();
     let mut bytes = std::fs::read(&path).unwrap();
+    // The file notes the installation's slot and configuration after its 40-byte header (the
+    // note's length at bytes 24..32), so a backend that finds it asks the table nothing.
+    let note_len = u64::from_le_bytes(bytes[24..32].try_into().unwrap()) as usize;
+    let note: serde_json::Value = serde_json::from_slice(&bytes[40..40 + note_len]).unwrap();
+    assert_eq!(note, serde_json::json!({"slot": "retention", "config": config}));
     *bytes.last_mut().unwrap() ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let (damaged, answer_then) = load_source(&db.name, &sha, &subject, true);

@@ -67,7 +67,9 @@ pub fn active_modules(
 /// Its native code comes from a file in the data directory when one is there and whole (see
 /// [`artifact_path`]), else from `erasure.modules`, after which the file is written for the
 /// backends to come; and from the WebAssembly itself when the precompiled code does not fit
-/// this build. How long it took, and from where, is logged at DEBUG1.
+/// this build. The file also notes the installation's slot and configuration, so a backend
+/// that finds it runs no statement at all. How long it took, and from where, is logged at
+/// DEBUG1.
 pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>> {
     if let Some(m) = LOADED.with(|l| l.borrow().get(sha256).cloned()) {
         return Ok(m);
@@ -75,20 +77,6 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
     // The engine is the backend's, made once; not part of any module's load.
     with_host(|_| Ok(()))?;
     let started = Instant::now();
-    let stmt = prepared(
-        client,
-        StatementId::Fixed("module_by_sha"),
-        || "SELECT slot, config FROM erasure.modules WHERE sha256 = $1".into(),
-        || vec![PgOid::from(pg_sys::TEXTOID)],
-    )?;
-    let row = client.select(&*stmt, None, &[sha256.into()])?.first();
-    if row.is_empty() {
-        return Err(ExtError::NotFound(format!(
-            "no installed module has sha256 {sha256}"
-        )));
-    }
-    let slot: String = row.get(1)?.unwrap_or_default();
-    let config: JsonB = row.get(2)?.unwrap_or(JsonB(serde_json::json!({})));
     let file = if guc::MODULE_FILES.get() {
         with_host(|host| Ok(artifact_path(sha256, &host.engine_tag())))?
     } else {
@@ -100,7 +88,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
             // (writable by the server's own user only), from this installation's precompiled
             // bytes or from its WebAssembly compiled by an engine of the same tag (the file's
             // name holds both); the host refuses it unless it is whole and matches its
-            // checksum, and wasmtime refuses code of another version or configuration.
+            // checksums, and wasmtime refuses code of another version or configuration.
             unsafe { host.load_precompiled_file(path) }
                 .map_err(|e| ExtError::Internal(e.to_string()))
         })
@@ -111,6 +99,20 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
         })
         .ok()
     });
+    // The file's note is the installation's row as it was written (an installation never
+    // changes: its sha256 covers its configuration); without one (a configuration too long to
+    // note) the row is read.
+    let (from_file, noted) = match from_file {
+        Some(loaded) => (
+            Some(loaded.module),
+            serde_json::from_slice::<Installation>(&loaded.note).ok(),
+        ),
+        None => (None, None),
+    };
+    let Installation { slot, config } = match noted {
+        Some(noted) => noted,
+        None => installation(client, sha256)?,
+    };
     let (module, source) = match from_file {
         Some(module) => (module, "its file"),
         None => {
@@ -121,7 +123,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
             match with_host(|host| Ok(unsafe { host.load_precompiled(&precompiled) })) {
                 Ok(Ok(module)) => {
                     if let Some(path) = &file {
-                        keep_file(sha256, path, &precompiled);
+                        keep_file(sha256, path, &precompiled, &slot, &config);
                     }
                     (module, "erasure.modules")
                 }
@@ -139,7 +141,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
                     // compiling until the module is installed again.
                     if let Some(path) = &file {
                         match with_host(|host| Ok(host.precompile(&module))) {
-                            Ok(Ok(code)) => keep_file(sha256, path, &code),
+                            Ok(Ok(code)) => keep_file(sha256, path, &code, &slot, &config),
                             _ => pgrx::debug1!("pg_erasure: the compiled module is not kept"),
                         }
                     }
@@ -156,11 +158,40 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
     let active = Rc::new(ActiveModule {
         slot,
         sha256: sha256.to_owned(),
-        config: config.0,
+        config,
         module,
     });
     LOADED.with(|l| l.borrow_mut().insert(sha256.to_owned(), active.clone()));
     Ok(active)
+}
+
+/// What a backend needs of an installation besides its code, as a module's file notes it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Installation {
+    slot: String,
+    config: serde_json::Value,
+}
+
+/// An installation's slot and configuration, from `erasure.modules`.
+fn installation(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Installation> {
+    let stmt = prepared(
+        client,
+        StatementId::Fixed("module_by_sha"),
+        || "SELECT slot, config FROM erasure.modules WHERE sha256 = $1".into(),
+        || vec![PgOid::from(pg_sys::TEXTOID)],
+    )?;
+    let row = client.select(&*stmt, None, &[sha256.into()])?.first();
+    if row.is_empty() {
+        return Err(ExtError::NotFound(format!(
+            "no installed module has sha256 {sha256}"
+        )));
+    }
+    Ok(Installation {
+        slot: row.get(1)?.unwrap_or_default(),
+        config: row
+            .get::<JsonB>(2)?
+            .map_or_else(|| serde_json::json!({}), |c| c.0),
+    })
 }
 
 /// One bytea column of an installed module.
@@ -198,16 +229,21 @@ fn artifact_path(sha256: &str, engine_tag: &str) -> Option<PathBuf> {
     })
 }
 
-/// Writes the file of [`artifact_path`], and removes the installation's file from before
-/// file names carried the engine's tag (`<sha256>.cwasm`, which nothing reads any more).
-/// Files of other engines stay: a backend of the build before an upgrade may still be running
-/// and load from its own. A failure (a read-only data directory, a full disk) only means the
-/// next backend reads the table again.
-fn keep_file(sha256: &str, path: &Path, code: &[u8]) {
+/// Writes the file of [`artifact_path`], noting the installation's slot and configuration, and
+/// removes the installation's file from before file names carried the engine's tag
+/// (`<sha256>.cwasm`, which nothing reads any more). Files of other engines stay: a backend of
+/// the build before an upgrade may still be running and load from its own. A failure (a
+/// read-only data directory, a full disk) only means the next backend reads the table again.
+fn keep_file(sha256: &str, path: &Path, code: &[u8], slot: &str, config: &serde_json::Value) {
+    let note = serde_json::to_vec(&Installation {
+        slot: slot.to_owned(),
+        config: config.clone(),
+    })
+    .unwrap_or_default();
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| erasure_rule_host::write_precompiled_file(path, code));
+        .and_then(|()| erasure_rule_host::write_precompiled_file(path, code, &note));
     match written {
         Ok(()) => {
             if let Some(dir) = path.parent() {

@@ -294,31 +294,32 @@ impl RuleHost {
     }
 
     /// [`load_precompiled`](Self::load_precompiled) from a file written by
-    /// [`write_precompiled_file`]: mapped from the page cache (or, where the file system does
-    /// not let mapped files run, copied) as the memory its code runs from, when the file is
-    /// whole and matches its checksum ([`HostError::PrecompiledFile`] otherwise, or
-    /// [`HostError::Precompiled`] when wasmtime refuses the bytes: load them from where they
-    /// are kept then).
+    /// [`write_precompiled_file`], with the note written beside the code: mapped from the page
+    /// cache (or, where the file system does not let mapped files run, copied) as the memory
+    /// its code runs from, when the file is whole and matches its checksums
+    /// ([`HostError::PrecompiledFile`] otherwise, or [`HostError::Precompiled`] when wasmtime
+    /// refuses the bytes: load them from where they are kept then).
     ///
     /// # Safety
     ///
     /// As for `load_precompiled`: the file must hold `prepare`'s or
     /// [`precompile`](Self::precompile)'s output, written by `write_precompiled_file` in a
     /// directory nobody but the database's own user can write.
-    pub unsafe fn load_precompiled_file(&self, path: &Path) -> Result<LoadedModule, HostError> {
+    pub unsafe fn load_precompiled_file(&self, path: &Path) -> Result<FileModule, HostError> {
         use artifact_file::Placement;
         let read =
             |placement| artifact_file::read(path, placement).map_err(HostError::PrecompiledFile);
         // Mapped from the page cache; a file that is not whole is refused once, here.
+        let (image, note) = read(Placement::Mapped)?;
         // SAFETY: the caller's contract is this function's; the checksum shows the bytes are
         // those written.
-        let mapped = unsafe { self.load_image(read(Placement::Mapped)?) };
-        match mapped {
-            Ok(module) => Ok(module),
+        let module = match unsafe { self.load_image(image) } {
+            Ok(module) => module,
             // The file system may refuse to execute mapped files (`noexec`): copied then.
             // SAFETY: as above.
-            Err(_) => unsafe { self.load_image(read(Placement::Copied)?) },
-        }
+            Err(_) => unsafe { self.load_image(read(Placement::Copied)?.0) }?,
+        };
+        Ok(FileModule { module, note })
     }
 
     /// A loaded module's native code, serialised as [`prepare`](Self::prepare) serialises it:
@@ -729,10 +730,20 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 /// Keeps `precompiled` (the output of [`RuleHost::prepare`]) in a file for
-/// [`RuleHost::load_precompiled_file`]: written whole or not at all (a temporary file,
+/// [`RuleHost::load_precompiled_file`], with `note` (the caller's, returned with the module;
+/// not kept when longer than [`NOTE_MAX`]): written whole or not at all (a temporary file,
 /// flushed, then renamed), readable and writable by its owner only.
-pub fn write_precompiled_file(path: &Path, precompiled: &[u8]) -> std::io::Result<()> {
-    artifact_file::write(path, precompiled)
+pub fn write_precompiled_file(path: &Path, precompiled: &[u8], note: &[u8]) -> std::io::Result<()> {
+    artifact_file::write(path, precompiled, note)
+}
+
+pub use artifact_file::NOTE_MAX;
+
+/// A module loaded by [`RuleHost::load_precompiled_file`], and its file's note (empty when the
+/// file keeps none).
+pub struct FileModule {
+    pub module: LoadedModule,
+    pub note: Vec<u8>,
 }
 
 /// Content address of an installation: hex SHA-256 of the module bytes

@@ -159,16 +159,17 @@ fn precompiled_file_loads_and_damage_is_refused() {
     let dir = std::env::temp_dir().join(format!("erasure-host-file-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{}.cwasm", prepared.sha256_hex));
-    crate::write_precompiled_file(&path, &prepared.precompiled).unwrap();
+    crate::write_precompiled_file(&path, &prepared.precompiled, b"note").unwrap();
     let other = RuleHost::new().unwrap();
     assert_eq!(other.engine_tag(), host.engine_tag());
     let len = prepared.precompiled.len();
     // SAFETY (every load): the files were written here from prepare()'s or precompile()'s
     // output; the damaged ones are refused by their checksum or length before wasmtime sees
     // them.
-    let module = unsafe { other.load_precompiled_file(&path) }.unwrap();
+    let loaded = unsafe { other.load_precompiled_file(&path) }.unwrap();
+    assert_eq!(loaded.note, b"note");
     let got = other
-        .evaluate(&module, &two_records(), &Limits::default())
+        .evaluate(&loaded.module, &two_records(), &Limits::default())
         .unwrap();
     assert_eq!(got, vec![keep(), keep()]);
     let refused = |path: &Path| {
@@ -189,10 +190,11 @@ fn precompiled_file_loads_and_damage_is_refused() {
 
     // A module compiled from its WebAssembly, its code kept: the same answers from the file.
     let compiled = host.load_wasm(&wasm(KEEP_EVERYTHING)).unwrap();
-    crate::write_precompiled_file(&path, &host.precompile(&compiled).unwrap()).unwrap();
-    let module = unsafe { other.load_precompiled_file(&path) }.unwrap();
+    crate::write_precompiled_file(&path, &host.precompile(&compiled).unwrap(), &[]).unwrap();
+    let loaded = unsafe { other.load_precompiled_file(&path) }.unwrap();
+    assert!(loaded.note.is_empty());
     let got = other
-        .evaluate(&module, &two_records(), &Limits::default())
+        .evaluate(&loaded.module, &two_records(), &Limits::default())
         .unwrap();
     assert_eq!(got, vec![keep(), keep()]);
     std::fs::remove_dir_all(&dir).unwrap();
