@@ -530,7 +530,10 @@ fn new_backends_load_a_module_from_its_kept_file() {
     // note's length at bytes 24..32), so a backend that finds it asks the table nothing.
     let note_len = u64::from_le_bytes(bytes[24..32].try_into().unwrap()) as usize;
     let note: serde_json::Value = serde_json::from_slice(&bytes[40..40 + note_len]).unwrap();
-    assert_eq!(note, serde_json::json!({"slot": "retention", "config": config}));
+    assert_eq!(
+        note,
+        serde_json::json!({"slot": "retention", "config": config})
+    );
     *bytes.last_mut().unwrap() ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let (damaged, answer_then) = load_source(&db.name, &sha, &subject, true);
