@@ -109,7 +109,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
         ),
         None => (None, None),
     };
-    let Installation { slot, config } = match noted {
+    let installation = match noted {
         Some(noted) => noted,
         None => installation(client, sha256)?,
     };
@@ -123,7 +123,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
             match with_host(|host| Ok(unsafe { host.load_precompiled(&precompiled) })) {
                 Ok(Ok(module)) => {
                     if let Some(path) = &file {
-                        keep_file(sha256, path, &precompiled, &slot, &config);
+                        keep_file(sha256, path, &precompiled, &installation);
                     }
                     (module, "erasure.modules")
                 }
@@ -131,7 +131,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
                     let wasm = column(client, "module_wasm", "wasm", sha256)?;
                     let module = with_host(|host| {
                         host.load_wasm(&wasm).map_err(|source| ExtError::Module {
-                            slot: slot.clone(),
+                            slot: installation.slot.clone(),
                             sha256: sha256.to_owned(),
                             source,
                         })
@@ -141,7 +141,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
                     // compiling until the module is installed again.
                     if let Some(path) = &file {
                         match with_host(|host| Ok(host.precompile(&module))) {
-                            Ok(Ok(code)) => keep_file(sha256, path, &code, &slot, &config),
+                            Ok(Ok(code)) => keep_file(sha256, path, &code, &installation),
                             _ => pgrx::debug1!("pg_erasure: the compiled module is not kept"),
                         }
                     }
@@ -150,6 +150,7 @@ pub fn load(client: &SpiClient<'_>, sha256: &str) -> ExtResult<Rc<ActiveModule>>
             }
         }
     };
+    let Installation { slot, config } = installation;
     pgrx::debug1!(
         "pg_erasure: rule module {} ({slot}) loaded from {source} in {:.3} ms",
         &sha256[..sha256.len().min(12)],
@@ -234,12 +235,8 @@ fn artifact_path(sha256: &str, engine_tag: &str) -> Option<PathBuf> {
 /// (`<sha256>.cwasm`, which nothing reads any more). Files of other engines stay: a backend of
 /// the build before an upgrade may still be running and load from its own. A failure (a
 /// read-only data directory, a full disk) only means the next backend reads the table again.
-fn keep_file(sha256: &str, path: &Path, code: &[u8], slot: &str, config: &serde_json::Value) {
-    let note = serde_json::to_vec(&Installation {
-        slot: slot.to_owned(),
-        config: config.clone(),
-    })
-    .unwrap_or_default();
+fn keep_file(sha256: &str, path: &Path, code: &[u8], installation: &Installation) {
+    let note = serde_json::to_vec(installation).unwrap_or_default();
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
