@@ -1,13 +1,12 @@
 //! How a row's attributes (the columns the data map lists under `attrs`) reach the rules.
 //!
 //! A `timestamptz` attribute is read as its own column and written in UTC
-//! ([`format_utc_micros`]), so modules get the same text whatever the caller's `TimeZone`
+//! ([`erasure_abi::format_utc_micros`]), so modules get the same text whatever the caller's `TimeZone`
 //! and their calendar shortcut applies; PostgreSQL's JSON would write it in the session's
 //! zone (`+05:30`); reading the column also skips building, printing and parsing a `jsonb`
 //! per row. Every other attribute comes in one `jsonb` object, as PostgreSQL writes it.
 
-use erasure_abi::format_utc_micros;
-use serde_json::Value;
+use erasure_abi::write_utc_micros;
 
 use crate::datamap::DataMap;
 
@@ -48,16 +47,16 @@ impl<'a> AttrColumns<'a> {
     }
 }
 
-/// A `timestamptz` attribute's value for the rules, from PostgreSQL's microseconds: UTC text,
-/// or `infinity` / `-infinity` as PostgreSQL's JSON writes those.
-pub fn timestamptz_value(postgres_micros: i64) -> Value {
-    let text = match postgres_micros {
-        i64::MAX => "infinity".to_owned(),
-        i64::MIN => "-infinity".to_owned(),
+/// A `timestamptz` attribute's value for the rules, from PostgreSQL's microseconds, appended
+/// to `out` without quotes: UTC text, or `infinity` / `-infinity` as PostgreSQL's JSON writes
+/// those (ASCII digits and separators, which a JSON string holds as they are).
+pub fn write_timestamptz(out: &mut Vec<u8>, postgres_micros: i64) {
+    match postgres_micros {
+        i64::MAX => out.extend_from_slice(b"infinity"),
+        i64::MIN => out.extend_from_slice(b"-infinity"),
         // Within PostgreSQL's range (4713 BC to 294276 AD) the sum cannot overflow.
-        micros => format_utc_micros(micros.saturating_add(POSTGRES_EPOCH_UNIX_MICROS)),
-    };
-    Value::String(text)
+        micros => write_utc_micros(out, micros.saturating_add(POSTGRES_EPOCH_UNIX_MICROS)),
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +65,11 @@ mod tests {
 
     #[test]
     fn timestamptz_values_are_utc_text_or_infinities() {
+        let timestamptz_value = |micros| {
+            let mut out = Vec::new();
+            write_timestamptz(&mut out, micros);
+            String::from_utf8(out).unwrap()
+        };
         assert_eq!(timestamptz_value(0), "2000-01-01T00:00:00Z");
         // 2024-01-15 09:30:00.388446 UTC, as PostgreSQL stores it.
         assert_eq!(

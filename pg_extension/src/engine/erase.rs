@@ -6,17 +6,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use erasure_abi::{Hold, Record, Until};
-use erasure_core::attrs::{timestamptz_value, AttrColumns};
+use erasure_abi::{Hold, Until};
+use erasure_core::attrs::{write_timestamptz, AttrColumns};
 use erasure_core::decide::{combine, Action, Verdict};
 use erasure_core::plan::{kind_is_id, DeletedKeys, Plan, RootStyle, Step, StepAction};
 use erasure_core::statements::{self, anonymize_values, StatementKind};
 use erasure_core::subject::{Subject, SubjectKind, SubjectValue};
+use erasure_rule_host::RecordBatch;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::datamap::{self, LoadedMap};
 use super::rules::{self, ActiveModule, CallContext};
@@ -89,7 +91,8 @@ pub struct DecisionLog {
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LoggedDecision {
-    pub record: Record,
+    /// The record's JSON as the modules were given it (an [`erasure_abi::Record`]).
+    pub record: Box<RawValue>,
     pub action: String,
     pub until: Option<Until>,
 }
@@ -488,24 +491,23 @@ impl Erasure<'_> {
     }
 
     /// Asks every module about `records` and combines their answers, one verdict per record.
-    fn decide(&mut self, records: Vec<Record>) -> ExtResult<Vec<Verdict>> {
+    fn decide(&mut self, records: RecordBatch) -> ExtResult<Vec<Verdict>> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
         let n = records.len();
         let mut per_module = Vec::with_capacity(self.modules.len());
         let mut deciding = Vec::with_capacity(self.modules.len());
-        let mut input = self.call_context().input(records);
+        let mut input = self.call_context().input();
         for m in self.modules.iter() {
             // ABI: the legal_hold slot is asked only when a hold applies to the request;
             // without one it has no objection, and its call is saved.
             if m.slot == "legal_hold" && self.holds.is_empty() {
                 continue;
             }
-            per_module.push(m.evaluate(&mut input)?);
+            per_module.push(m.evaluate(&mut input, &records)?);
             deciding.push(m.clone());
         }
-        let records = input.records;
         self.outcome.records_decided += n as i64;
         let verdicts: Vec<Verdict> = (0..n)
             .map(|i| {
@@ -518,7 +520,7 @@ impl Erasure<'_> {
             })
             .collect();
         let log = &mut self.outcome.decision_log;
-        for (record, v) in records.into_iter().zip(&verdicts) {
+        for (i, v) in verdicts.iter().enumerate() {
             if let Some(case) = &v.case_ref {
                 if !self.outcome.holds_applied.contains(case) {
                     self.outcome.holds_applied.push(case.clone());
@@ -526,7 +528,8 @@ impl Erasure<'_> {
             }
             if log.entries.len() < DECISION_LOG_CAP {
                 log.entries.push(LoggedDecision {
-                    record,
+                    record: RawValue::from_string(records.record_json(i).to_owned())
+                        .map_err(|e| ExtError::Internal(e.to_string()))?,
                     action: v.action.ledger_word().to_owned(),
                     until: v.until,
                 });
@@ -548,15 +551,11 @@ impl Erasure<'_> {
             })
             .map(|s| s.table.clone())
             .collect();
-        let records = tables
-            .iter()
-            .map(|t| Record {
-                table: t.as_str().into(),
-                category: self.map.map.table(t).category.as_str().into(),
-                attrs: Default::default(),
-                group: true,
-            })
-            .collect();
+        let mut records = RecordBatch::with_capacity(tables.len(), 64);
+        for t in &tables {
+            let category = self.map.map.table(t).category.as_str();
+            records.push_with(&t.as_str().into(), &category.into(), true, |_| {});
+        }
         let verdicts = self.decide(records)?;
         Ok(tables.into_iter().zip(verdicts).collect())
     }
@@ -816,33 +815,43 @@ impl Erasure<'_> {
         let columns = AttrColumns::of(&self.map.map, &table);
         let batch = guc::DECISION_BATCH_ROWS.get().max(1) as i64;
         let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
+        // A record's JSON: its table and category, then about 48 bytes per attribute.
+        let bytes_each = 64 + record_table.len() + category.len() + 48 * columns.utc.len();
+        let mut utc = Vec::with_capacity(columns.utc.len());
         let mut after = i64::MIN;
         loop {
             let mut args = root_args(self.plan, &self.roots);
             args.push(after.into());
             args.push(batch.into());
             let mut keys = Vec::new();
-            let mut records = Vec::new();
+            let mut records = RecordBatch::with_capacity(batch as usize, bytes_each);
             for row in run(client, &stmt, &args)? {
                 keys.push(row.get::<i64>(1)?.unwrap_or_default());
                 let json = (!columns.json.is_empty()).then(|| row.get::<JsonB>(2));
-                let mut attrs = match json.transpose()? {
-                    Some(Some(JsonB(serde_json::Value::Object(m)))) => m,
-                    _ => Default::default(),
+                let object = match json.transpose()? {
+                    Some(Some(JsonB(serde_json::Value::Object(m)))) => Some(m),
+                    _ => None,
                 };
-                for (i, name) in columns.utc.iter().enumerate() {
-                    let value = row
-                        .get::<TimestampWithTimeZone>(columns.first_utc_column() + i)?
-                        .map_or(serde_json::Value::Null, |t| {
-                            timestamptz_value(t.into_inner())
-                        });
-                    attrs.insert((*name).to_owned(), value);
+                utc.clear();
+                for i in 0..columns.utc.len() {
+                    utc.push(
+                        row.get::<TimestampWithTimeZone>(columns.first_utc_column() + i)?
+                            .map(|t| t.into_inner()),
+                    );
                 }
-                records.push(Record {
-                    table: Arc::clone(&record_table),
-                    category: Arc::clone(&category),
-                    attrs,
-                    group: false,
+                // Written straight into the batch, as the modules read it: no map per row.
+                records.push_with(&record_table, &category, false, |attrs| {
+                    for (name, value) in object.iter().flatten() {
+                        attrs.value(name, value);
+                    }
+                    for (name, micros) in columns.utc.iter().zip(&utc) {
+                        match micros {
+                            Some(micros) => {
+                                attrs.plain_str(name, |out| write_timestamptz(out, *micros))
+                            }
+                            None => attrs.value(name, &serde_json::Value::Null),
+                        }
+                    }
                 });
             }
             let Some(&last) = keys.last() else { break };

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use erasure_abi::{Decision, EvalInput, Hold, Record};
-use erasure_rule_host::{LoadedModule, RuleHost};
+use erasure_abi::{Decision, EvalInput, Hold};
+use erasure_rule_host::{LoadedModule, RecordBatch, RuleHost};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -262,11 +262,10 @@ pub struct CallContext<'a> {
 }
 
 impl CallContext<'_> {
-    /// The input of one batch of `records`, for every module in turn
-    /// ([`ActiveModule::evaluate`] fills in its slot and configuration): the records are moved
-    /// in once and lent to each module, never copied (a copy of a record with attributes costs
-    /// more than its decision).
-    pub fn input(&self, records: Vec<Record>) -> EvalInput {
+    /// The input of one call but for its records, for every module in turn
+    /// ([`ActiveModule::evaluate`] fills in its slot and configuration); the records go in a
+    /// [`RecordBatch`], written once and lent to each module.
+    pub fn input(&self) -> EvalInput {
         EvalInput {
             abi: erasure_abi::ABI_VERSION,
             slot: String::new(),
@@ -274,20 +273,24 @@ impl CallContext<'_> {
             config: serde_json::Value::Null,
             request: self.request.clone(),
             holds: self.holds.to_vec(),
-            records,
+            records: Vec::new(),
         }
     }
 }
 
 impl ActiveModule {
-    /// Decides `input.records` (one decision each, in order) within the configured limits,
-    /// `input` made this module's (its slot and configuration).
-    pub fn evaluate(&self, input: &mut EvalInput) -> ExtResult<Vec<Decision>> {
+    /// Decides `records` (one decision each, in order) within the configured limits, `input`
+    /// made this module's (its slot and configuration).
+    pub fn evaluate(
+        &self,
+        input: &mut EvalInput,
+        records: &RecordBatch,
+    ) -> ExtResult<Vec<Decision>> {
         input.slot.clone_from(&self.slot);
         input.config.clone_from(&self.config);
         let limits = guc::limits();
         with_host(|host| {
-            host.evaluate(&self.module, input, &limits)
+            host.evaluate_batch(&self.module, input, records, &limits)
                 .map_err(|source| ExtError::Module {
                     slot: self.slot.clone(),
                     sha256: self.sha256.clone(),

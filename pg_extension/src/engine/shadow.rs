@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use erasure_abi::Decision;
+use erasure_abi::{Decision, Record};
 use erasure_core::decide::combine;
 use erasure_core::subject::Subject;
+use erasure_rule_host::RecordBatch;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
@@ -104,13 +105,21 @@ pub fn replay_module(client: &SpiClient<'_>, sha256: &str, last_n: i32) -> ExtRe
         };
         let mut changes: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         let mut differing = 0;
+        let mut input = ctx.input();
         for chunk in log.entries.chunks(batch) {
-            let mut input = ctx.input(chunk.iter().map(|e| e.record.clone()).collect());
+            // Read back as records, so a log that is not what the extension wrote is refused
+            // here rather than given to the modules.
+            let records = chunk
+                .iter()
+                .map(|e| serde_json::from_str::<Record>(e.record.get()))
+                .collect::<Result<Vec<Record>, _>>()
+                .map_err(|e| ExtError::Internal(format!("decision log of request {id}: {e}")))?;
+            let batch_of_records = RecordBatch::of(&records);
             let mut answers: Vec<Vec<Decision>> = Vec::new();
             for m in &modules {
-                answers.push(m.evaluate(&mut input)?);
+                answers.push(m.evaluate(&mut input, &batch_of_records)?);
             }
-            for (i, entry) in chunk.iter().enumerate() {
+            for ((i, entry), record) in chunk.iter().enumerate().zip(&records) {
                 let pairs: Vec<(&Decision, &str)> = answers
                     .iter()
                     .zip(&modules)
@@ -121,7 +130,7 @@ pub fn replay_module(client: &SpiClient<'_>, sha256: &str, last_n: i32) -> ExtRe
                 if now_action != entry.action || verdict.until != entry.until {
                     differing += 1;
                     *changes
-                        .entry(entry.record.table.to_string())
+                        .entry(record.table.to_string())
                         .or_default()
                         .entry(format!("{} -> {}", entry.action, now_action))
                         .or_default() += 1;

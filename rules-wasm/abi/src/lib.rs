@@ -29,7 +29,7 @@ mod until;
 
 pub use time::{
     civil_from_days, days_from_civil, days_in_month, format_civil, format_utc_micros, is_leap_year,
-    two_digits, Period, Timestamp,
+    two_digits, write_utc_micros, Period, Timestamp,
 };
 pub use until::Until;
 
@@ -109,24 +109,32 @@ impl Record {
     /// reference CRM's generated ones do, written as the extension writes a `timestamptz`
     /// attribute ([`format_utc_micros`](crate::format_utc_micros)).
     pub fn invoice_batch(now: i64, n: usize) -> Vec<Record> {
-        let span = 3652 * 86_400i64;
         // Shared by every record, as the extension shares them within a batch.
         let (table, category): (Arc<str>, Arc<str>) = ("invoices".into(), "invoice".into());
-        (0..n as i64)
-            .map(|i| {
-                let issued = now - span * i / n as i64 - 3600;
-                let micros = (i * 104_729 + 7) % 1_000_000;
+        Record::invoice_issued_micros(now, n)
+            .into_iter()
+            .map(|issued| {
                 let mut attrs = Map::new();
-                attrs.insert(
-                    "issued_at".into(),
-                    Value::String(format_utc_micros(issued * 1_000_000 + micros)),
-                );
+                attrs.insert("issued_at".into(), Value::String(format_utc_micros(issued)));
                 Record {
                     table: Arc::clone(&table),
                     category: Arc::clone(&category),
                     attrs,
                     group: false,
                 }
+            })
+            .collect()
+    }
+
+    /// When [`invoice_batch`](Self::invoice_batch)'s invoices were issued, in Unix
+    /// microseconds: what the extension reads from their rows.
+    pub fn invoice_issued_micros(now: i64, n: usize) -> Vec<i64> {
+        let span = 3652 * 86_400i64;
+        (0..n as i64)
+            .map(|i| {
+                let issued = now - span * i / n as i64 - 3600;
+                let micros = (i * 104_729 + 7) % 1_000_000;
+                issued * 1_000_000 + micros
             })
             .collect()
     }

@@ -14,6 +14,7 @@
 //! unsafe host.load_precompiled(&prepared.precompiled) -> LoadedModule
 //! host.load_wasm(wasm)                             -> LoadedModule (when precompiled bytes are stale)
 //! host.evaluate(&module, &input, &limits)          -> Vec<Decision>, one per input record
+//! host.evaluate_batch(&module, &input, &batch, &limits) -> the same, records in a RecordBatch
 //! canonical_json(&config) / installation_sha256(wasm, &config)
 //! ```
 //!
@@ -38,6 +39,8 @@ use wasmtime::{
 mod artifact_file;
 mod code_image;
 mod wire;
+
+pub use wire::{AttrWriter, RecordBatch};
 
 /// Per-call resource caps. The extension fills them from the GUCs
 /// `erasure.module_fuel`, `erasure.module_memory_mb` and `erasure.module_output_mb`.
@@ -376,11 +379,25 @@ impl RuleHost {
         input: &EvalInput,
         limits: &Limits,
     ) -> Result<Vec<Decision>, HostError> {
-        // The same bytes serde_json would write (see `wire`).
-        let json = wire::encode_input(input);
+        self.evaluate_batch(module, input, &RecordBatch::of(&input.records), limits)
+    }
+
+    /// [`evaluate`](Self::evaluate) of `records` in place of `input.records` (which is not
+    /// read): the extension's way, which writes its rows into a batch as it reads them.
+    pub fn evaluate_batch(
+        &self,
+        module: &LoadedModule,
+        input: &EvalInput,
+        records: &RecordBatch,
+        limits: &Limits,
+    ) -> Result<Vec<Decision>, HostError> {
+        // The same bytes serde_json would write (see `wire`), in three pieces written into the
+        // module's memory one after the other: the records are not copied into a buffer of
+        // the whole input first (a fresh half megabyte per call, and its page faults).
+        let (head, tail) = wire::encode_input_around(input);
         // Decoded where the module left it, without copying it out first.
-        self.call(module, &json, limits, |output| {
-            Ok(decode_output(output, input.records.len())?)
+        self.call(module, &[&head, &records.json, tail], limits, |output| {
+            Ok(decode_output(output, records.len())?)
         })
     }
 
@@ -453,14 +470,16 @@ impl RuleHost {
     }
 
     /// The memory protocol: alloc, write input, evaluate, read the packed answer.
+    /// Runs `evaluate` on the input made of `pieces` in order, and gives `read` the answer.
     fn call<R>(
         &self,
         module: &LoadedModule,
-        input: &[u8],
+        pieces: &[&[u8]],
         limits: &Limits,
         read: impl FnOnce(&[u8]) -> Result<R, HostError>,
     ) -> Result<R, HostError> {
-        let len = i32::try_from(input.len()).map_err(|_| HostError::InputTooLarge(input.len()))?;
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        let len = i32::try_from(total).map_err(|_| HostError::InputTooLarge(total))?;
         let mut store = self.new_store(limits)?;
         let instance = module
             .pre
@@ -492,9 +511,13 @@ impl RuleHost {
             .call(&mut store, len)
             .map_err(|e| classify(e, &store))?;
         // wasm32 addresses are unsigned.
-        memory
-            .write(&mut store, ptr as u32 as usize, input)
-            .map_err(|_| HostError::OutOfBoundsInput)?;
+        let mut at = ptr as u32 as usize;
+        for piece in pieces {
+            memory
+                .write(&mut store, at, piece)
+                .map_err(|_| HostError::OutOfBoundsInput)?;
+            at += piece.len();
+        }
         let packed = evaluate
             .call(&mut store, (ptr, len))
             .map_err(|e| classify(e, &store))? as u64;

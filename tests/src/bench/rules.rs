@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use erasure_abi::{Decision, EvalInput, Record, Timestamp, ABI_VERSION};
-use erasure_rule_host::{Limits, RuleHost};
+use erasure_rule_host::{Limits, RecordBatch, RuleHost};
 use postgres::Client;
 use serde_json::{json, Value};
 
@@ -219,7 +219,17 @@ pub fn measure(db: &str, c: &mut Client, batch: usize, calls: usize, load_reps: 
     // the rest are retained.
     let records = Record::invoice_batch(now_s, batch);
     let big = input(&config, &now, records);
-    let decisions = host.evaluate(&module, &big, &limits)?;
+    // What is timed: a batch call as the extension makes it, from the rows' dates (what it
+    // reads from the invoices) to the decisions, the records written into the batch first.
+    let head = input(&config, &now, Vec::new());
+    let evaluate_rows = || -> R<Vec<Decision>> {
+        let records = RecordBatch::invoices(now_s, batch);
+        Ok(host.evaluate_batch(&module, &head, &records, &limits)?)
+    };
+    let decisions = evaluate_rows()?;
+    ensure(host.evaluate(&module, &big, &limits)? == decisions, || {
+        "the module decided differently on the records as maps".to_string()
+    })?;
     ensure(decisions.len() == batch, || {
         format!(
             "rule module answered {} decisions for {batch} records",
@@ -269,7 +279,7 @@ pub fn measure(db: &str, c: &mut Client, batch: usize, calls: usize, load_reps: 
                     &mut native_out,
                 ))
             })?;
-            let (wasm_ms, _) = time_ms(1, || Ok(host.evaluate(&module, &big, &limits)?))?;
+            let (wasm_ms, _) = time_ms(1, &evaluate_rows)?;
             native_all.push(native_ms);
             batch_all.push(wasm_ms);
             pair_ratios.push(wasm_ms / native_ms);
@@ -337,6 +347,7 @@ pub fn measure(db: &str, c: &mut Client, batch: usize, calls: usize, load_reps: 
         "batch_calls": calls,
         "batch_call_groups": groups_of_calls,
         "batch_call_groups_apart_ms": 500,
+        "batch_call_timing": "one batch call as the extension makes it: the invoices' records written from their dates into a RecordBatch (as the extension writes a row's timestamptz attribute), then evaluate_batch to the decoded decisions, dropped inside the timing",
         "batch_call_ms_median": round3(batch_ms),
         "batch_call_ms_all": batch_all.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
         "ns_per_record": round3(ns_per_record),
