@@ -54,6 +54,26 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Closed form, no loops: count in 400-year cycles (146 097 days) of years that start on
     // 1 March, so the leap day is the last day of a year; then shift back to January.
     let shifted = days + 719_468; // days from 0000-03-01
+                                  // From year 0 on (every date the host writes), the same arithmetic on u32: no sign
+                                  // corrections, and narrower multiplications for the divisions by constants.
+    if let Ok(shifted) = u32::try_from(shifted) {
+        let cycle = shifted / 146_097;
+        let day_of_cycle = shifted % 146_097;
+        let year_of_cycle = (day_of_cycle - day_of_cycle / 1460 + day_of_cycle / 36_524
+            - day_of_cycle / 146_096)
+            / 365;
+        let day_of_year =
+            day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100);
+        let march_month = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+        let month = if march_month < 10 {
+            march_month + 3
+        } else {
+            march_month - 9
+        };
+        let year = i64::from(year_of_cycle + cycle * 400) + i64::from(month <= 2);
+        return (year, month, day);
+    }
     let cycle = shifted.div_euclid(146_097);
     let day_of_cycle = shifted.rem_euclid(146_097);
     let year_of_cycle =
@@ -183,7 +203,7 @@ impl Timestamp {
     /// outside the years 0000..=9999 (where `to_rfc3339` has no fixed width).
     pub fn rfc3339_bytes(self) -> Option<[u8; 20]> {
         let (year, month, day) = civil_from_days(self.0.div_euclid(SECS_PER_DAY));
-        let secs = self.0.rem_euclid(SECS_PER_DAY);
+        let secs = self.0.rem_euclid(SECS_PER_DAY) as u32;
         if !(0..=MAX_YEAR).contains(&year) {
             return None;
         }
@@ -191,9 +211,9 @@ impl Timestamp {
             year as u32,
             month,
             day,
-            (secs / 3600) as u32,
-            (secs / 60 % 60) as u32,
-            (secs % 60) as u32,
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
         ))
     }
 
@@ -255,28 +275,42 @@ pub fn write_utc_micros(out: &mut Vec<u8>, unix_micros: i64) {
         Some(bytes) => out.extend_from_slice(&bytes),
         None => out.extend_from_slice(second.to_rfc3339().as_bytes()),
     }
-    let mut micros = unix_micros.rem_euclid(1_000_000) as u32;
+    let micros = unix_micros.rem_euclid(1_000_000) as u32;
     if micros != 0 {
-        let mut fraction = *b".000000";
-        for digit in fraction[1..].iter_mut().rev() {
-            *digit = b'0' + (micros % 10) as u8;
-            micros /= 10;
+        // `.` and six digits, two at a time, trailing zeros dropped, then the `Z` again.
+        let mut fraction = [b'.', 0, 0, 0, 0, 0, 0, b'Z'];
+        fraction[1..3].copy_from_slice(&two_digits(micros / 10_000));
+        fraction[3..5].copy_from_slice(&two_digits(micros / 100 % 100));
+        fraction[5..7].copy_from_slice(&two_digits(micros % 100));
+        let mut len = 7;
+        while fraction[len - 1] == b'0' {
+            len -= 1;
         }
-        let len = fraction
-            .iter()
-            .rposition(|d| *d != b'0')
-            .map_or(1, |i| i + 1);
+        fraction[len] = b'Z';
         out.pop(); // the `Z`, written again after the fraction
-        out.extend_from_slice(&fraction[..len]);
-        out.push(b'Z');
+        out.extend_from_slice(&fraction[..len + 1]);
     }
 }
 
 /// The last two decimal digits of `value`, in ASCII.
 #[inline(always)]
 pub fn two_digits(value: u32) -> [u8; 2] {
-    [b'0' + (value / 10 % 10) as u8, b'0' + (value % 10) as u8]
+    // One load from a table of "00".."99" instead of a division and two additions per pair.
+    let at = (value % 100) as usize * 2;
+    [DIGIT_PAIRS[at], DIGIT_PAIRS[at + 1]]
 }
+
+/// `00`, `01`, … `99`, back to back.
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of calendar fields (year 0..=9999, the others in range).
 #[inline(always)]

@@ -942,7 +942,7 @@ fn input_encoder_writes_exactly_what_serde_json_writes() {
 fn record_batches_hold_what_serde_json_writes() {
     let now = 1_764_000_000;
     let records = Record::invoice_batch(now, 300);
-    let written = RecordBatch::invoices(now, 300);
+    let written = RecordBatch::invoices(&Record::invoice_issued_micros(now, 300));
     let of_records = RecordBatch::of(&records);
     assert_eq!((written.len(), of_records.len()), (300, 300));
     assert_eq!(written.json, of_records.json);
@@ -1095,7 +1095,8 @@ fn stage_times() {
     let now_s = 1_764_000_000i64;
     let batch = 5000i64;
     // The records as the extension writes them from its rows (what `make bench` times).
-    let records = || RecordBatch::invoices(now_s, batch as usize);
+    let issued = Record::invoice_issued_micros(now_s, batch as usize);
+    let records = || RecordBatch::invoices(&issued);
     let mut input = input(Vec::new());
     input.slot = "retention".into();
     input.config = config;

@@ -75,12 +75,13 @@ impl RecordBatch {
         batch
     }
 
-    /// [`Record::invoice_batch`]'s invoices (`make bench`'s rule-evaluation workload), written
-    /// from their dates as the extension writes a row's `timestamptz` attribute.
-    pub fn invoices(now: i64, n: usize) -> RecordBatch {
+    /// Invoices issued at `issued` (Unix microseconds), written as the extension writes a row's
+    /// `timestamptz` attribute: with [`Record::invoice_issued_micros`], the records of
+    /// [`Record::invoice_batch`] (`make bench`'s rule-evaluation workload).
+    pub fn invoices(issued: &[i64]) -> RecordBatch {
         let (table, category): (Arc<str>, Arc<str>) = ("invoices".into(), "invoice".into());
-        let mut batch = RecordBatch::with_capacity(n, 112);
-        for issued in Record::invoice_issued_micros(now, n) {
+        let mut batch = RecordBatch::with_capacity(issued.len(), 112);
+        for &issued in issued {
             batch.push_with(&table, &category, false, |attrs| {
                 attrs.plain_str("issued_at", |out| write_utc_micros(out, issued));
             });

@@ -222,8 +222,9 @@ pub fn measure(db: &str, c: &mut Client, batch: usize, calls: usize, load_reps: 
     // What is timed: a batch call as the extension makes it, from the rows' dates (what it
     // reads from the invoices) to the decisions, the records written into the batch first.
     let head = input(&config, &now, Vec::new());
+    let issued = Record::invoice_issued_micros(now_s, batch);
     let evaluate_rows = || -> R<Vec<Decision>> {
-        let records = RecordBatch::invoices(now_s, batch);
+        let records = RecordBatch::invoices(&issued);
         Ok(host.evaluate_batch(&module, &head, &records, &limits)?)
     };
     let decisions = evaluate_rows()?;
