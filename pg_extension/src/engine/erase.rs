@@ -824,7 +824,8 @@ impl Erasure<'_> {
             args.push(after.into());
             args.push(batch.into());
             let mut keys = Vec::new();
-            let mut records = RecordBatch::with_capacity(batch as usize, bytes_each);
+            // Room for a contact's few rows; a bigger batch grows as it is read.
+            let mut records = RecordBatch::with_capacity(batch.min(256) as usize, bytes_each);
             for row in run(client, &stmt, &args)? {
                 keys.push(row.get::<i64>(1)?.unwrap_or_default());
                 let json = (!columns.json.is_empty()).then(|| row.get::<JsonB>(2));
