@@ -469,8 +469,8 @@ impl RuleHost {
         Ok(())
     }
 
-    /// The memory protocol: alloc, write input, evaluate, read the packed answer.
-    /// Runs `evaluate` on the input made of `pieces` in order, and gives `read` the answer.
+    /// The memory protocol: alloc, write the input (`pieces`, one after the other), evaluate,
+    /// and give `read` the packed answer's bytes.
     fn call<R>(
         &self,
         module: &LoadedModule,
