@@ -551,7 +551,7 @@ impl Erasure<'_> {
             })
             .map(|s| s.table.clone())
             .collect();
-        let mut records = RecordBatch::with_capacity(tables.len(), 64);
+        let mut records = RecordBatch::default();
         for t in &tables {
             let category = self.map.map.table(t).category.as_str();
             records.push_with(&t.as_str().into(), &category.into(), true, |_| {});
@@ -815,8 +815,7 @@ impl Erasure<'_> {
         let columns = AttrColumns::of(&self.map.map, &table);
         let batch = guc::DECISION_BATCH_ROWS.get().max(1) as i64;
         let stmt = self.statement(client, index, step, StatementKind::SelectAttrs)?;
-        // A record's JSON: its table and category, then about 48 bytes per attribute.
-        let bytes_each = 64 + record_table.len() + category.len() + 48 * columns.utc.len();
+        let attrs = columns.json.len() + columns.utc.len();
         let mut utc = Vec::with_capacity(columns.utc.len());
         let mut after = i64::MIN;
         loop {
@@ -825,7 +824,8 @@ impl Erasure<'_> {
             args.push(batch.into());
             let mut keys = Vec::new();
             // Room for a contact's few rows; a bigger batch grows as it is read.
-            let mut records = RecordBatch::with_capacity(batch.min(256) as usize, bytes_each);
+            let mut records =
+                RecordBatch::with_room(batch.min(256) as usize, &record_table, &category, attrs);
             for row in run(client, &stmt, &args)? {
                 keys.push(row.get::<i64>(1)?.unwrap_or_default());
                 let json = (!columns.json.is_empty()).then(|| row.get::<JsonB>(2));

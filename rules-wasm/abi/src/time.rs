@@ -54,41 +54,22 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Closed form, no loops: count in 400-year cycles (146 097 days) of years that start on
     // 1 March, so the leap day is the last day of a year; then shift back to January.
     let shifted = days + 719_468; // days from 0000-03-01
-                                  // From year 0 on (every date the host writes), the same arithmetic on u32: no sign
-                                  // corrections, and narrower multiplications for the divisions by constants.
-    if let Ok(shifted) = u32::try_from(shifted) {
-        let cycle = shifted / 146_097;
-        let day_of_cycle = shifted % 146_097;
-        let year_of_cycle = (day_of_cycle - day_of_cycle / 1460 + day_of_cycle / 36_524
-            - day_of_cycle / 146_096)
-            / 365;
-        let day_of_year =
-            day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100);
-        let march_month = (5 * day_of_year + 2) / 153;
-        let day = day_of_year - (153 * march_month + 2) / 5 + 1;
-        let month = if march_month < 10 {
-            march_month + 3
-        } else {
-            march_month - 9
-        };
-        let year = i64::from(year_of_cycle + cycle * 400) + i64::from(month <= 2);
-        return (year, month, day);
-    }
     let cycle = shifted.div_euclid(146_097);
-    let day_of_cycle = shifted.rem_euclid(146_097);
+    // Within a cycle in u32: no sign corrections, narrower multiplications for the divisions.
+    let day_of_cycle = shifted.rem_euclid(146_097) as u32;
     let year_of_cycle =
         (day_of_cycle - day_of_cycle / 1460 + day_of_cycle / 36_524 - day_of_cycle / 146_096) / 365;
     let day_of_year =
         day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100);
     // Months from March, each 153-day block holding five months of 31/30 days.
     let march_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * march_month + 2) / 5 + 1) as u32;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
     let month = if march_month < 10 {
         march_month + 3
     } else {
         march_month - 9
-    } as u32;
-    let year = year_of_cycle + cycle * 400 + i64::from(month <= 2);
+    };
+    let year = cycle * 400 + i64::from(year_of_cycle) + i64::from(month <= 2);
     (year, month, day)
 }
 

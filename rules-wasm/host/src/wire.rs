@@ -54,8 +54,10 @@ pub struct RecordBatch {
 }
 
 impl RecordBatch {
-    /// An empty batch with room for `records` records of about `bytes_each` bytes of JSON.
-    pub fn with_capacity(records: usize, bytes_each: usize) -> RecordBatch {
+    /// An empty batch with room for `records` records of `table` and `category` with `attrs`
+    /// attributes each (about 64 bytes of JSON besides the names, and 48 per attribute).
+    pub fn with_room(records: usize, table: &str, category: &str, attrs: usize) -> RecordBatch {
+        let bytes_each = 64 + table.len() + category.len() + 48 * attrs;
         RecordBatch {
             json: Vec::with_capacity(records * (bytes_each + 1)),
             ends: Vec::with_capacity(records),
@@ -65,10 +67,9 @@ impl RecordBatch {
 
     /// A batch of `records`, in order.
     pub fn of(records: &[Record]) -> RecordBatch {
-        let bytes_each = records.first().map_or(0, |r| {
-            64 + r.table.len() + r.category.len() + 48 * r.attrs.len()
+        let mut batch = records.first().map_or_else(RecordBatch::default, |r| {
+            RecordBatch::with_room(records.len(), &r.table, &r.category, r.attrs.len())
         });
-        let mut batch = RecordBatch::with_capacity(records.len(), bytes_each);
         for record in records {
             batch.push(record);
         }
@@ -80,7 +81,7 @@ impl RecordBatch {
     /// [`Record::invoice_batch`] (`make bench`'s rule-evaluation workload).
     pub fn invoices(issued: &[i64]) -> RecordBatch {
         let (table, category): (Arc<str>, Arc<str>) = ("invoices".into(), "invoice".into());
-        let mut batch = RecordBatch::with_capacity(issued.len(), 112);
+        let mut batch = RecordBatch::with_room(issued.len(), &table, &category, 1);
         for &issued in issued {
             batch.push_with(&table, &category, false, |attrs| {
                 attrs.plain_str("issued_at", |out| write_utc_micros(out, issued));
